@@ -1,0 +1,207 @@
+"""Command line for machines without QGIS: `python -m lvpcnet_core train|classify|evaluate|prompts|describe|demo`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .progress import Cancelled, LvpcError, TqdmProgress
+
+
+def _modality(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH (e.g. hs=scene.tif), got '{text}'")
+    return name.strip().lower(), path
+
+
+def _modalities(pairs: list[tuple[str, str]] | None) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, path in pairs or []:
+        if name in result:
+            raise LvpcError(f"--modality {name} is given twice; give each modality once")
+        result[name] = path
+    return result
+
+
+def _extent(text: str) -> tuple[float, float, float, float]:
+    try:
+        xmin, ymin, xmax, ymax = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected xmin,ymin,xmax,ymax in the first layer's CRS") from None
+    return xmin, ymin, xmax, ymax
+
+
+def _add_layers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--modality", "-m", action="append", type=_modality, metavar="NAME=PATH",
+                   help="a modality layer, any GDAL raster (repeat: --modality hs=hs.tif --modality lidar=dsm.tif)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default auto)")
+
+
+def _add_labels(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("labels (one of --labels or --rois)")
+    g.add_argument("--labels", help="label raster, class codes, 0 = unlabelled")
+    g.add_argument("--rois", help="polygon or point vector file with training/reference areas")
+    g.add_argument("--class-field", help="attribute of --rois holding the class (text or integer)")
+    g.add_argument("--roi-layer", help="layer name inside --rois (GeoPackage with several layers)")
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
+    from .training import TrainSettings
+
+    defaults = TrainSettings()
+    g = p.add_argument_group("training options")
+    g.add_argument("--patch-size", type=int, default=defaults.patch_size, help="window size w, odd (default %(default)s)")
+    g.add_argument("--epochs-stage1", type=int, default=defaults.epochs_stage1, help="epochs of stage 1 (default %(default)s)")
+    g.add_argument("--epochs-stage2", type=int, default=defaults.epochs_stage2,
+                   help="epochs of every stage-2 prompt case (default %(default)s)")
+    g.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default %(default)s")
+    g.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="default %(default)s")
+    g.add_argument("--patience", type=int, default=defaults.patience,
+                   help="stop a stage after this many epochs without better validation accuracy, 0 = never (default %(default)s)")
+    g.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction, help="default %(default)s")
+    g.add_argument("--max-samples-per-class", type=int, default=defaults.max_samples_per_class,
+                   help="random subset of labelled pixels per class (default %(default)s)")
+    g.add_argument("--seed", type=int, default=defaults.seed, help="random seed; same seed on CPU = same model (default %(default)s)")
+    g.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's, the physical cores)")
+
+
+def _settings(args: argparse.Namespace):
+    from .training import TrainSettings
+
+    names = {f.name for f in fields(TrainSettings)}
+    return TrainSettings(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+
+
+def _label_source(args: argparse.Namespace):
+    from .workflows import LabelSource
+
+    return LabelSource(raster=args.labels, vector=args.rois, class_field=args.class_field, layer=args.roi_layer)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lvpcnet_core", description=(
+        "LVPC: multi-modal (HS, LiDAR, SAR...) land-cover classification that keeps working when layers are "
+        "missing (LVPCnet: language-guided visual prompt compensation)."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model on two or more modalities and labels")
+    _add_layers(p)
+    _add_labels(p)
+    _add_training(p)
+    p.add_argument("--descriptions", help="class-description table (.json/.csv from `describe`) to use as language priors")
+    p.add_argument("--text-encoder", default="auto",
+                   help="auto, minilm, clip, clip:/path/checkpoint.safetensors or clip:MODEL:/path (default auto)")
+    p.add_argument("--out", required=True, help="model file to write (.lvpc)")
+
+    p = sub.add_parser("classify", help="classify a scene with any subset of the model's modalities")
+    p.add_argument("--model", required=True, help=".lvpc model file")
+    _add_layers(p)
+    p.add_argument("--out", required=True, help="classified GeoTIFF to write (a .qml style is written beside it)")
+    p.add_argument("--confidence", help="optional float32 GeoTIFF of the winning class probability")
+    p.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax to classify, in the first layer's CRS")
+    p.add_argument("--mask", help="raster (non-zero = classify) or polygon file limiting the area")
+    p.add_argument("--block-size", type=int, default=256, help="pixels per side of a processing block (default %(default)s)")
+    p.add_argument("--fill", choices=["prompts", "zeros"], default="prompts",
+                   help="missing modalities: learned prompts (LVPC) or zero input (ablation vp1) (default %(default)s)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+
+    p = sub.add_parser("evaluate", help="accuracy (OA, AA, kappa, confusion) on reference labels")
+    p.add_argument("--model", required=True, help=".lvpc model file")
+    _add_layers(p)
+    _add_labels(p)
+    p.add_argument("--fill", choices=["prompts", "zeros"], default="prompts", help="as for classify")
+    p.add_argument("--json", help="write the figures to this JSON file (keys oa, aa, kappa, per_class, confusion, modalities)")
+
+    p = sub.add_parser("prompts", help="add or retrain the prompts of one absence case in a model")
+    p.add_argument("--model", required=True, help=".lvpc model file")
+    _add_layers(p)
+    _add_labels(p)
+    _add_training(p)
+    p.add_argument("--available", required=True, help="comma-separated modalities available in the case, e.g. lidar")
+    p.add_argument("--out", required=True, help="model file to write (may be --model to update it in place)")
+
+    p = sub.add_parser("describe", help="write the editable class-description table (language priors)")
+    p.add_argument("--classes", help="comma-separated class names")
+    p.add_argument("--modalities", default="hs,lidar", help="comma-separated modality names (default %(default)s)")
+    p.add_argument("--out", required=True, help=".json or .csv file to write")
+
+    p = sub.add_parser("demo", help="train on the bundled demo scene, classify it, print where the map is")
+    p.add_argument("--out-dir", default="demo/output", help="folder for the model and maps (default %(default)s)")
+    p.add_argument("--device", default="auto")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = TqdmProgress(args.command)
+    try:
+        result = _run(args, progress)
+    except LvpcError as exc:
+        progress.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (Cancelled, KeyboardInterrupt):
+        progress.close()
+        print("cancelled: nothing was written", file=sys.stderr)
+        return 130
+    progress.close()
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _run(args: argparse.Namespace, progress: TqdmProgress):
+    from . import workflows
+
+    if args.command == "train":
+        settings = _settings(args)
+        settings.device = args.device
+        report = workflows.train(_modalities(args.modality), args.out, _label_source(args),
+                                 descriptions=args.descriptions, text_encoder=args.text_encoder,
+                                 settings=settings, progress=progress)
+        return {"model": args.out, "validation_oa": report["validation"], "seconds": round(report["seconds"], 1)}
+    if args.command == "classify":
+        return workflows.classify(args.model, _modalities(args.modality), args.out, confidence=args.confidence,
+                                  extent=args.extent, mask=args.mask, device=args.device, block_size=args.block_size,
+                                  fill=args.fill, threads=args.threads, progress=progress)
+    if args.command == "evaluate":
+        result = workflows.evaluate(args.model, _modalities(args.modality), _label_source(args), fill=args.fill,
+                                    device=args.device, json_path=args.json, progress=progress)
+        return {k: result[k] for k in ("oa", "aa", "kappa", "n", "modalities")}
+    if args.command == "prompts":
+        settings = _settings(args)
+        settings.device = args.device
+        return workflows.learn_prompts(args.model, _modalities(args.modality), _label_source(args),
+                                       [a.strip().lower() for a in args.available.split(",") if a.strip()],
+                                       args.out, settings=settings, progress=progress)
+    if args.command == "describe":
+        classes = [c.strip() for c in (args.classes or "").split(",") if c.strip()]
+        return {"descriptions": workflows.describe(classes, args.modalities.split(","), args.out)}
+    if args.command == "demo":
+        return run_demo(Path(args.out_dir), args.device, progress)
+    raise AssertionError(args.command)
+
+
+def run_demo(out_dir: Path, device: str, progress) -> dict:
+    """Train on demo/ (Sentinel-2 as HS, DEM as LiDAR), classify the full scene and the DEM-only case."""
+    from . import workflows
+
+    demo = Path(__file__).resolve().parent.parent / "demo"
+    if not (demo / "s2_l1c_20150711.tif").exists():
+        raise LvpcError(f"the demo scene is not in {demo}; run from a checkout of the LVPC repository")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layers = {"hs": str(demo / "s2_l1c_20150711.tif"), "lidar": str(demo / "dem.tif")}
+    labels = workflows.LabelSource(vector=str(demo / "rois.gpkg"), class_field="class")
+    model = str(out_dir / "demo.lvpc")
+    from .training import TrainSettings
+
+    workflows.train(layers, model, labels, settings=TrainSettings(device=device), progress=progress)
+    full = workflows.classify(model, layers, str(out_dir / "demo_map.tif"),
+                              confidence=str(out_dir / "demo_confidence.tif"), device=device, progress=progress)
+    dem_only = workflows.classify(model, {"lidar": layers["lidar"]}, str(out_dir / "demo_map_lidar_only.tif"),
+                                  device=device, progress=progress)
+    return {"map": full["output"], "confidence": full["confidence"], "map_lidar_only": dem_only["output"],
+            "model": model}

@@ -1,0 +1,174 @@
+"""Visual encoders of LVPCnet: one shared ViT for every modality and one specific ViT per modality.
+
+Each pixel is seen through a w x w window cut into a g x g grid of tokens (a convolution of kernel k,
+stride s with k + (g - 1) s = w, so the centre pixel sits in the centre token). The same convolution run
+with stride 1 over a whole block gives every pixel's tokens at once (`TokenEmbedding.dense`), which is how
+whole scenes are classified without cutting and re-embedding overlapping windows.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network; stored in the model file."""
+
+    modalities: list[str]
+    bands: dict[str, int]
+    n_classes: int
+    text_dim: int
+    patch_size: int = 11
+    token_grid: int = 3
+    width: int = 48
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    prompt_length: int = 4
+    temperature: float = 0.07
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.patch_size < 1 or self.patch_size % 2 == 0:
+            raise ValueError(f"patch size must be odd and positive, got {self.patch_size}")
+        if len(self.modalities) < 2:
+            raise ValueError("LVPCnet needs at least two modalities")
+
+    @property
+    def grid(self) -> int:
+        return min(self.token_grid, self.patch_size)
+
+    @property
+    def token_stride(self) -> int:
+        return max(1, self.patch_size // self.grid) if self.grid > 1 else 1
+
+    @property
+    def token_kernel(self) -> int:
+        return self.patch_size - (self.grid - 1) * self.token_stride
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TokenEmbedding(nn.Module):
+    """Cuts a window into g x g tokens of `width` features (a strided convolution)."""
+
+    def __init__(self, in_channels: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.stride = cfg.token_stride
+        self.grid = cfg.grid
+        self.conv = nn.Conv2d(in_channels, cfg.width, cfg.token_kernel, stride=cfg.token_stride)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """(B, C, w, w) windows -> (B, g*g, width) tokens."""
+        return self.conv(windows).flatten(2).transpose(1, 2)
+
+    def dense(self, block: torch.Tensor) -> torch.Tensor:
+        """(1, C, h + w - 1, w' + w - 1) padded block -> (1, width, H', W') token map at stride 1."""
+        return F.conv2d(block, self.conv.weight, self.conv.bias)
+
+    def gather(self, dense_map: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Tokens of the windows whose top-left corners are (rows, cols) in a `dense` map: (N, g*g, width)."""
+        offsets = torch.arange(self.grid, device=dense_map.device) * self.stride
+        r = (rows[:, None] + offsets[None, :])[:, :, None]
+        c = (cols[:, None] + offsets[None, :])[:, None, :]
+        flat = (r * dense_map.shape[-1] + c).reshape(len(rows), -1)
+        return dense_map[0].flatten(1)[:, flat].permute(1, 2, 0)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (scaled dot-product attention + MLP)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d, hidden = cfg.width, int(cfg.width * cfg.mlp_ratio)
+        self.heads = cfg.heads
+        self.norm1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(attended)
+        return x + self.mlp(self.norm2(x))
+
+
+class Transformer(nn.Module):
+    """CLS token + position embedding + N blocks; optional VPT-deep prompts inserted after CLS at every layer."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cls = nn.Parameter(torch.zeros(1, 1, cfg.width))
+        self.pos = nn.Parameter(torch.randn(1, cfg.grid**2 + 1, cfg.width) * 0.02)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.width)
+
+    def forward(self, tokens: torch.Tensor, prompts: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, width) tokens [+ (depth, L, width) prompts] -> (B, width) CLS feature."""
+        b = tokens.shape[0]
+        x = torch.cat([self.cls.expand(b, -1, -1), tokens], dim=1) + self.pos
+        n_prompt = 0
+        for layer, block in enumerate(self.blocks):
+            if prompts is not None:
+                fresh = prompts[layer].unsqueeze(0).expand(b, -1, -1).to(x.dtype)
+                x = torch.cat([x[:, :1], fresh, x[:, 1 + n_prompt:]], dim=1)
+                n_prompt = prompts.shape[1]
+            x = block(x)
+        return self.norm(x[:, 0])
+
+
+def projection(cfg: ModelConfig) -> nn.Module:
+    """MLP head from the visual width into the text space."""
+    return nn.Sequential(nn.Linear(cfg.width, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.text_dim))
+
+
+class SpecificEncoder(nn.Module):
+    """E_sp^k: a ViT of its own for one modality."""
+
+    def __init__(self, in_channels: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embed = TokenEmbedding(in_channels, cfg)
+        self.transformer = Transformer(cfg)
+        self.head = projection(cfg)
+
+    def encode_tokens(self, tokens: torch.Tensor, prompts: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.transformer(tokens, prompts))
+
+    def forward(self, windows: torch.Tensor, prompts: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode_tokens(self.embed(windows), prompts)
+
+
+class SharedEncoder(nn.Module):
+    """E_sh: one ViT for all modalities, each with its own token embedding (band counts differ)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embed = nn.ModuleDict({m: TokenEmbedding(cfg.bands[m], cfg) for m in cfg.modalities})
+        self.transformer = Transformer(cfg)
+        self.head = projection(cfg)
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.transformer(tokens))
+
+    def forward(self, windows: torch.Tensor, modality: str) -> torch.Tensor:
+        return self.encode_tokens(self.embed[modality](windows))
+
+
+class Classifier(nn.Module):
+    """Classifies the complete representation [mean_k c_k, s_1, ..., s_m] (unit-norm features)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        size = (len(cfg.modalities) + 1) * cfg.text_dim
+        self.net = nn.Sequential(nn.LayerNorm(size), nn.Linear(size, cfg.n_classes))
+
+    def forward(self, shared: list[torch.Tensor], specific: list[torch.Tensor]) -> torch.Tensor:
+        return self.net(torch.cat([torch.stack(shared).mean(0), *specific], dim=1))

@@ -1,0 +1,26 @@
+"""Losses of LVPCnet: class-level symmetric multi-positive image-text contrast, and cross-entropy."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def text_contrastive(visual: torch.Tensor, labels: torch.Tensor, text: torch.Tensor,
+                     temperature: float) -> torch.Tensor:
+    """Aligns unit-norm visual features (B, D) with their class's unit-norm text feature (K, D).
+
+    Image-to-text: each sample against the K class texts, its own class the positive.
+    Text-to-image: each class present in the batch against the B samples, ALL samples of that class
+    positives (averaged, SupCon style), the rest negatives. The two terms are summed.
+    """
+    logits = visual @ text.t() / temperature                        # (B, K)
+    image_to_text = F.cross_entropy(logits, labels)
+    present = torch.unique(labels)
+    log_prob = F.log_softmax(logits[:, present].t(), dim=1)          # (K', B): each class over samples
+    positives = (labels[None, :] == present[:, None]).to(log_prob.dtype)
+    text_to_image = -((log_prob * positives).sum(1) / positives.sum(1)).mean()
+    return image_to_text + text_to_image
+
+
+def classification(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, labels)

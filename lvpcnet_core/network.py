@@ -1,0 +1,103 @@
+"""The whole LVPCnet: normalisation, shared/specific encoders, classifier, text features and compensators.
+
+`features()` is the one place that decides, for a set of available modalities, which encoder fills each
+slot of the classifier's input: the specific encoder when the modality is there, its compensator (learned
+prompts) when it is missing, or the specific encoder on zero input when `fill='zeros'` (the vp1 ablation).
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .encoders import Classifier, ModelConfig, SharedEncoder, SpecificEncoder
+from .prompts import Compensator, case_key
+
+
+def absence_cases(modalities: list[str]) -> list[tuple[str, ...]]:
+    """Every proper non-empty subset of the modalities, largest first (2 for m=2, 6 for m=3)."""
+    return [s for r in range(len(modalities) - 1, 0, -1) for s in itertools.combinations(modalities, r)]
+
+
+class LVPCNet(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.shared = SharedEncoder(cfg)
+        self.specific = nn.ModuleDict({m: SpecificEncoder(cfg.bands[m], cfg) for m in cfg.modalities})
+        self.classifier = Classifier(cfg)
+        self.compensators = nn.ModuleDict()
+        for m in cfg.modalities:
+            self.register_buffer(f"mean_{m}", torch.zeros(cfg.bands[m]))
+            self.register_buffer(f"std_{m}", torch.ones(cfg.bands[m]))
+            self.register_buffer(f"text_{m}", torch.zeros(cfg.n_classes, cfg.text_dim))
+        self.register_buffer("text_shared", torch.zeros(cfg.n_classes, cfg.text_dim))
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def normalize(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """Per-band standardisation with the training scene's statistics; nodata (NaN) becomes the mean (0)."""
+        shape = (1, -1, 1, 1)
+        x = (x - getattr(self, f"mean_{modality}").view(shape)) / getattr(self, f"std_{modality}").view(shape)
+        return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def band_statistics(self, modality: str) -> tuple:
+        """Training-scene mean and standard deviation of every band, as numpy arrays."""
+        return (getattr(self, f"mean_{modality}").cpu().numpy(), getattr(self, f"std_{modality}").cpu().numpy())
+
+    def text(self, modality: str | None) -> torch.Tensor:
+        return self.text_shared if modality is None else getattr(self, f"text_{modality}")
+
+    # -- absence cases ------------------------------------------------------------------------------
+    def add_case(self, available: tuple[str, ...]) -> list[str]:
+        """Create (fresh) compensators for every modality missing from `available`; returns their keys."""
+        keys = []
+        for missing in self.cfg.modalities:
+            if missing not in available:
+                key = case_key(available, missing)
+                self.compensators[key] = Compensator(available, missing, self.cfg)
+                keys.append(key)
+        return keys
+
+    def has_case(self, available: tuple[str, ...]) -> bool:
+        return all(case_key(available, m) in self.compensators for m in self.cfg.modalities if m not in available)
+
+    def ordered(self, available) -> tuple[str, ...]:
+        return tuple(m for m in self.cfg.modalities if m in set(available))
+
+    # -- forward ------------------------------------------------------------------------------------
+    def features(self, x: dict[str, torch.Tensor], available: tuple[str, ...], fill: str = "prompts"
+                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Unit-norm shared features of the available modalities and one specific feature per modality slot."""
+        available = self.ordered(available)
+        if fill == "zeros":
+            like = x[available[0]]
+            x = {m: x[m] if m in available else like.new_zeros(like.shape[0], self.cfg.bands[m], *like.shape[2:])
+                 for m in self.cfg.modalities}
+            available = tuple(self.cfg.modalities)
+        shared = [F.normalize(self.shared(x[m], m), dim=-1) for m in available]
+        specific = []
+        for m in self.cfg.modalities:
+            if m in available:
+                specific.append(F.normalize(self.specific[m](x[m]), dim=-1))
+            else:
+                specific.append(F.normalize(self.compensator(available, m)(x, self.specific[m]), dim=-1))
+        return shared, specific
+
+    def compensator(self, available: tuple[str, ...], missing: str) -> Compensator:
+        key = case_key(self.ordered(available), missing)
+        if key not in self.compensators:
+            from .progress import LvpcError
+
+            raise LvpcError(
+                f"the model has no prompts for classifying with only {', '.join(available)} "
+                f"(missing {missing}); add them with `lvpc:learnprompts` in QGIS or "
+                f"`python -m lvpcnet_core prompts --available {','.join(available)}` on the model")
+        return self.compensators[key]
+
+    def forward(self, x: dict[str, torch.Tensor], available: tuple[str, ...] | None = None,
+                fill: str = "prompts") -> torch.Tensor:
+        """Class logits for normalised windows of the available modalities."""
+        shared, specific = self.features(x, available or tuple(x), fill)
+        return self.classifier(shared, specific)

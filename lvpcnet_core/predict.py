@@ -1,0 +1,164 @@
+"""Whole-scene classification, block by block, in bounded memory.
+
+Each block is read with a halo of w//2 pixels (NaN outside the scene), normalised, and embedded ONCE per
+encoder with a stride-1 convolution; every pixel's window tokens are then gathered from that map instead of
+cutting and re-embedding overlapping windows. Pixels are grouped by which modalities are valid at their
+centre, and each group goes through the matching absence case. The next block is read in a background
+thread while the current one is computed.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .network import LVPCNet
+from .progress import Progress, check_cancel
+from .training import autocast
+
+
+class BlockSource(Protocol):
+    """What prediction needs from a raster stack (raster_io.AlignedStack fits)."""
+
+    bands: dict[str, int]
+
+    def read(self, name: str, xoff: int, yoff: int, xsize: int, ysize: int) -> np.ndarray: ...
+
+
+@dataclass
+class BlockResult:
+    xoff: int
+    yoff: int
+    classes: np.ndarray        # (rows, cols) uint8 class codes, 0 = nodata
+    confidence: np.ndarray     # (rows, cols) float32, NaN where nodata
+    cases: dict[tuple[str, ...], int]
+
+
+def blocks(width: int, height: int, size: int) -> Iterator[tuple[int, int, int, int]]:
+    for yoff in range(0, height, size):
+        for xoff in range(0, width, size):
+            yield xoff, yoff, min(size, width - xoff), min(size, height - yoff)
+
+
+class ScenePredictor:
+    """Applies a trained model to normalised blocks; `fill='zeros'` replaces prompts by zero input (vp1)."""
+
+    def __init__(self, model: LVPCNet, class_values: list[int], fill: str = "prompts", chunk: int = 8192) -> None:
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.codes = torch.tensor(class_values, dtype=torch.uint8)
+        self.fill, self.chunk = fill, chunk
+        self.radius = model.cfg.patch_size // 2
+
+    @torch.no_grad()
+    def predict_block(self, raw: dict[str, np.ndarray], valid_mask: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, ...], int]]:
+        """`raw`: modality -> (C, rows + 2r, cols + 2r) halo block (missing layers simply absent)."""
+        model, cfg, r = self.model, self.model.cfg, self.radius
+        some = next(iter(raw.values()))
+        rows, cols = some.shape[1] - 2 * r, some.shape[2] - 2 * r
+        centre = {m: np.isfinite(a[:, r:r + rows, r:r + cols]).all(0) for m, a in raw.items()}
+        x = {m: model.normalize(m, torch.from_numpy(a)[None].to(self.device, non_blocking=True)) for m, a in raw.items()}
+        if self.fill == "zeros":
+            anything = np.logical_or.reduce(list(centre.values()))
+            for m in cfg.modalities:
+                x.setdefault(m, torch.zeros(1, cfg.bands[m], *some.shape[1:], device=self.device))
+                centre[m] = anything
+        code = np.zeros((rows, cols), dtype=np.int64)
+        for i, m in enumerate(cfg.modalities):
+            if m in centre:
+                code |= centre[m].astype(np.int64) << i
+        if valid_mask is not None:
+            code[~valid_mask] = 0
+        classes = np.zeros((rows, cols), dtype=np.uint8)
+        confidence = np.full((rows, cols), np.nan, dtype=np.float32)
+        maps = _LazyMaps(model, x)
+        counts = {}
+        for value in np.unique(code):
+            if value == 0:
+                continue
+            available = tuple(m for i, m in enumerate(cfg.modalities) if value >> i & 1)
+            pr, pc = np.nonzero(code == value)
+            counts[available] = len(pr)
+            for start in range(0, len(pr), self.chunk):
+                r_t = torch.from_numpy(pr[start:start + self.chunk]).to(self.device)
+                c_t = torch.from_numpy(pc[start:start + self.chunk]).to(self.device)
+                with autocast(self.device):
+                    logits = self._logits(maps, available, r_t, c_t).float()
+                prob, best = F.softmax(logits, dim=1).max(1)
+                classes[pr[start:start + self.chunk], pc[start:start + self.chunk]] = self.codes[best.cpu()].numpy()
+                confidence[pr[start:start + self.chunk], pc[start:start + self.chunk]] = prob.cpu().numpy()
+        return classes, confidence, counts
+
+    def _logits(self, maps: "_LazyMaps", available: tuple[str, ...], rows: torch.Tensor, cols: torch.Tensor
+                ) -> torch.Tensor:
+        model = self.model
+        shared = [F.normalize(model.shared.encode_tokens(model.shared.embed[m].gather(maps.shared(m), rows, cols)), dim=-1)
+                  for m in available]
+        specific = []
+        for m in model.cfg.modalities:
+            encoder = model.specific[m]
+            if m in available:
+                feature = encoder.encode_tokens(encoder.embed.gather(maps.specific(m), rows, cols))
+            else:
+                compensator = model.compensator(available, m)
+                tokens = encoder.embed.gather(maps.compensated(available, m), rows, cols)
+                feature = encoder.encode_tokens(tokens, compensator.prompts)
+            specific.append(F.normalize(feature, dim=-1))
+        return model.classifier(shared, specific)
+
+
+class _LazyMaps:
+    """Stride-1 token maps of one block, computed on first use (a compensated map only if some pixel needs it)."""
+
+    def __init__(self, model: LVPCNet, x: dict[str, torch.Tensor]) -> None:
+        self.model, self.x, self.cache = model, x, {}
+
+    def _get(self, key, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key not in self.cache:
+            with autocast(next(self.model.parameters()).device):
+                self.cache[key] = make()
+        return self.cache[key]
+
+    def shared(self, m: str) -> torch.Tensor:
+        return self._get(("shared", m), lambda: self.model.shared.embed[m].dense(self.x[m]))
+
+    def specific(self, m: str) -> torch.Tensor:
+        return self._get(("specific", m), lambda: self.model.specific[m].embed.dense(self.x[m]))
+
+    def compensated(self, available: tuple[str, ...], m: str) -> torch.Tensor:
+        compensator = self.model.compensator(available, m)
+        return self._get(("comp", available, m),
+                         lambda: self.model.specific[m].embed.dense(compensator.matched(self.x)))
+
+
+def classify_scene(predictor: ScenePredictor, source: BlockSource, width: int, height: int,
+                   write: Callable[[BlockResult], None], progress: Progress, block_size: int = 256,
+                   mask: Callable[[int, int, int, int], np.ndarray] | None = None) -> dict[tuple[str, ...], int]:
+    """Classifies the whole grid; reading of block n+1 overlaps the computation of block n."""
+    r = predictor.radius
+    modalities = [m for m in predictor.model.cfg.modalities if m in source.bands]
+    todo = list(blocks(width, height, block_size))
+
+    def read(block):
+        xoff, yoff, xs, ys = block
+        raw = {m: source.read(m, xoff - r, yoff - r, xs + 2 * r, ys + 2 * r) for m in modalities}
+        return raw, (mask(xoff, yoff, xs, ys) if mask else None)
+
+    totals: dict[tuple[str, ...], int] = {}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, todo[0]) if todo else None
+        for i, block in enumerate(todo):
+            check_cancel(progress)
+            raw, valid = pending.result()
+            pending = pool.submit(read, todo[i + 1]) if i + 1 < len(todo) else None
+            classes, confidence, counts = predictor.predict_block(raw, valid)
+            write(BlockResult(block[0], block[1], classes, confidence, counts))
+            for case, n in counts.items():
+                totals[case] = totals.get(case, 0) + n
+            progress.set_progress(100.0 * (i + 1) / len(todo))
+    return totals

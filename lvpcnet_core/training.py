@@ -1,0 +1,259 @@
+"""Stage 1 (LVFD) and stage 2 (VPC) training of LVPCnet.
+
+One epoch loop (`_fit`) serves both stages: it owns the optimiser, cosine schedule, mixed precision on
+CUDA, validation after every epoch, keeping the best epoch's weights, early stopping, progress and cancel.
+Each stage only says which parameters learn, what the loss of a batch is, and how validation is scored.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import losses
+from .network import LVPCNet
+from .progress import Progress, check_cancel
+from .sampling import Samples
+
+
+@dataclass
+class TrainSettings:
+    """Training choices a user can change; defaults are the measured fast-and-accurate ones (docs/performance.md)."""
+
+    patch_size: int = 11
+    token_grid: int = 3
+    width: int = 48
+    depth: int = 4
+    heads: int = 4
+    prompt_length: int = 4
+    epochs_stage1: int = 100
+    epochs_stage2: int = 40
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 25
+    validation_fraction: float = 0.15
+    max_samples_per_class: int | None = 2000
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    lambdas: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    cases: list[tuple[str, ...]] | None = field(default=None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is a user error."""
+    from .progress import LvpcError
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise LvpcError("DEVICE is 'cuda' but no CUDA GPU is available to PyTorch: choose 'auto' or 'cpu'")
+    if spec not in ("cpu",) and not spec.startswith("cuda"):
+        raise LvpcError(f"DEVICE must be auto, cpu or cuda, not '{spec}'")
+    return torch.device(spec)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device):
+    """bf16 (or fp16) autocast on CUDA; a no-op context on the CPU, where fp32 is the fast path here."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+class Batches:
+    """Sample tensors held once (pinned on CUDA) and served in seeded random batches, with flips/rotations."""
+
+    def __init__(self, samples: Samples, device: torch.device, batch_size: int, augment: bool, seed: int) -> None:
+        pin = device.type == "cuda"
+        self.windows = {m: _tensor(w, pin) for m, w in samples.windows.items()}
+        self.labels = _tensor(samples.labels, pin)
+        self.device, self.batch_size, self.augment = device, batch_size, augment
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.labels), generator=self.generator)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            k = int(torch.randint(0, 4, (1,), generator=self.generator)) if self.augment else 0
+            flip = bool(torch.randint(0, 2, (1,), generator=self.generator)) if self.augment else False
+            x = {}
+            for m, w in self.windows.items():
+                b = w[idx].to(self.device, non_blocking=True)
+                b = torch.rot90(b, k, dims=(2, 3)) if k else b
+                x[m] = torch.flip(b, dims=(3,)) if flip else b
+            yield idx, x, self.labels[idx].to(self.device, non_blocking=True)
+
+
+def _tensor(array: np.ndarray, pin: bool) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(array))
+    return t.pin_memory() if pin else t
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_accuracy: float
+    history: list[dict]
+
+
+def _fit(module: torch.nn.Module, params: list[torch.nn.Parameter], batches: Batches,
+         batch_loss: Callable[[torch.Tensor, dict, torch.Tensor], torch.Tensor], validate: Callable[[], float],
+         epochs: int, settings: TrainSettings, progress: Progress, span: tuple[float, float], label: str) -> FitResult:
+    """Shared epoch loop; `module`'s state at the best validation epoch is restored at the end."""
+    device = batches.device
+    optimiser = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, epochs * len(batches)))
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    best, best_epoch, best_state, history = -1.0, 0, None, []
+    for epoch in range(1, epochs + 1):
+        module.train()
+        total, count = 0.0, 0
+        for idx, x, y in batches:
+            check_cancel(progress)
+            with autocast(device):
+                loss = batch_loss(idx, x, y)
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            schedule.step()
+            total += float(loss) * len(y)
+            count += len(y)
+        module.eval()
+        accuracy = validate()
+        history.append({"epoch": epoch, "loss": total / max(count, 1), "val_oa": accuracy})
+        if accuracy > best:
+            best, best_epoch = accuracy, epoch
+            best_state = copy.deepcopy(module.state_dict())
+        progress.set_progress(span[0] + (span[1] - span[0]) * epoch / epochs)
+        if epoch % 10 == 0 or epoch == epochs:
+            progress.info(f"{label} epoch {epoch}/{epochs}: loss {total / max(count, 1):.4f}, "
+                          f"validation OA {100 * accuracy:.1f} % (best {100 * best:.1f} % at {best_epoch})")
+        if settings.patience and epoch - best_epoch >= settings.patience:
+            progress.info(f"{label}: no better validation accuracy for {settings.patience} epochs, stopping at {epoch}")
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    progress.set_progress(span[1])
+    return FitResult(best_epoch, best, history)
+
+
+@torch.no_grad()
+def predict_logits(model: LVPCNet, windows: dict[str, torch.Tensor], available: tuple[str, ...],
+                   fill: str = "prompts", batch_size: int = 1024) -> torch.Tensor:
+    """Logits for normalised windows (N, C, w, w) of the available modalities, batched, on the model's device."""
+    device = next(model.parameters()).device
+    model.eval()
+    n = len(next(iter(windows.values())))
+    out = []
+    for start in range(0, n, batch_size):
+        x = {m: w[start:start + batch_size].to(device, non_blocking=True) for m, w in windows.items() if m in available}
+        with autocast(device):
+            out.append(model(x, available, fill).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.cfg.n_classes)
+
+
+def _accuracy(model: LVPCNet, samples: Samples, available: tuple[str, ...]) -> float:
+    if len(samples) == 0:
+        return 0.0
+    windows = {m: torch.from_numpy(w) for m, w in samples.windows.items()}
+    predicted = predict_logits(model, windows, available).argmax(1).numpy()
+    return float((predicted == samples.labels).mean())
+
+
+def train_stage1(model: LVPCNet, train: Samples, val: Samples, settings: TrainSettings, progress: Progress,
+                 span: tuple[float, float] = (0.0, 60.0)) -> FitResult:
+    """LVFD: shared/specific encoders aligned with the language priors, classifier on the complete representation."""
+    device = next(model.parameters()).device
+    cfg, (l1, l2, _, _) = model.cfg, settings.lambdas
+    batches = Batches(train, device, settings.batch_size, settings.augment, settings.seed)
+
+    def batch_loss(idx, x, y):
+        shared = [F.normalize(model.shared(x[m], m), dim=-1) for m in cfg.modalities]
+        specific = [F.normalize(model.specific[m](x[m]), dim=-1) for m in cfg.modalities]
+        con = sum(losses.text_contrastive(c.float(), y, model.text_shared, cfg.temperature) for c in shared)
+        con = con + sum(losses.text_contrastive(s.float(), y, model.text(m), cfg.temperature)
+                        for m, s in zip(cfg.modalities, specific))
+        return l1 * con + l2 * losses.classification(model.classifier(shared, specific).float(), y)
+
+    full = tuple(cfg.modalities)
+    params = [p for name, p in model.named_parameters() if not name.startswith("compensators.")]
+    return _fit(model, params, batches, batch_loss, lambda: _accuracy(model, val or train, full),
+                settings.epochs_stage1, settings, progress, span, "stage 1")
+
+
+def train_stage2(model: LVPCNet, available: tuple[str, ...], train: Samples, val: Samples, settings: TrainSettings,
+                 progress: Progress, span: tuple[float, float]) -> FitResult:
+    """VPC for one absence case: only the case's prompts and dimension-matching convs learn; the rest is frozen."""
+    device = next(model.parameters()).device
+    cfg, (_, _, l3, l4) = model.cfg, settings.lambdas
+    available = model.ordered(available)
+    keys = model.add_case(available)
+    model.to(device)
+    frozen = {name: p.requires_grad for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    case_params = [p for k in keys for p in model.compensators[k].parameters()]
+    for p in case_params:
+        p.requires_grad_(True)
+    shared_mean, specific = _frozen_features(model, train, available)
+    batches = Batches(train, device, settings.batch_size, augment=False, seed=settings.seed)
+
+    def batch_loss(idx, x, y):
+        slots, cross = [], 0.0
+        for m in cfg.modalities:
+            if m in available:
+                slots.append(specific[m][idx.to(device)])
+            else:
+                s = F.normalize(model.compensator(available, m)(x, model.specific[m]), dim=-1)
+                cross = cross + losses.text_contrastive(s.float(), y, model.text(m), cfg.temperature)
+                slots.append(s)
+        logits = model.classifier([shared_mean[idx.to(device)]], slots).float()
+        return l3 * cross + l4 * losses.classification(logits, y)
+
+    try:
+        return _fit(model.compensators, case_params, batches, batch_loss,
+                    lambda: _accuracy(model, val or train, available), settings.epochs_stage2, settings, progress,
+                    span, f"prompts {'+'.join(available)}")
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(frozen.get(name, False))
+
+
+@torch.no_grad()
+def _frozen_features(model: LVPCNet, samples: Samples, available: tuple[str, ...], batch_size: int = 1024
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Stage-1 features of the available modalities, computed once: they cannot change in stage 2."""
+    device = next(model.parameters()).device
+    model.eval()
+    shared, specific = [], {m: [] for m in available}
+    n = len(samples)
+    for start in range(0, n, batch_size):
+        x = {m: torch.from_numpy(samples.windows[m][start:start + batch_size]).to(device) for m in available}
+        with autocast(device):
+            c = [F.normalize(model.shared(x[m], m).float(), dim=-1) for m in available]
+            shared.append(torch.stack(c).mean(0))
+            for m in available:
+                specific[m].append(F.normalize(model.specific[m](x[m]).float(), dim=-1))
+    return torch.cat(shared), {m: torch.cat(v) for m, v in specific.items()}

@@ -1,0 +1,356 @@
+"""The five jobs of LVPC, as the command line and the QGIS algorithms call them.
+
+Each function takes file paths and plain options, reports through a `Progress`, raises `LvpcError` for
+anything the user can fix, and writes its outputs atomically (nothing half-written, nothing of the user's
+replaced unless the run completes).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .progress import LvpcError, Progress, SilentProgress, check_cancel
+
+
+@dataclass
+class LabelSource:
+    """Training or reference labels: a raster (0 = unlabelled) or a vector layer with a class field."""
+
+    raster: str | None = None
+    vector: str | None = None
+    class_field: str | None = None
+    layer: str | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.raster) == bool(self.vector):
+            raise LvpcError("give training labels either as a label raster (LABELS) or as ROI polygons/points "
+                            "(ROIS with CLASS_FIELD), exactly one of them")
+        if self.vector and not self.class_field:
+            raise LvpcError("CLASS_FIELD is required with ROIS: name the attribute that holds the class")
+
+
+def _labels_on_grid(source: LabelSource, grid, known: dict[str, int] | None = None
+                    ) -> tuple[np.ndarray, list[int], list[str]]:
+    """Label image on the grid, class codes and names; `known` maps a model's class names to codes."""
+    from . import raster_io
+
+    if source.vector:
+        return raster_io.rasterize_rois(source.vector, source.class_field, grid, layer=source.layer, class_values=known)
+    labels = raster_io.read_labels(source.raster, grid)
+    values = [int(v) for v in np.unique(labels) if v != 0]
+    return labels, values, [f"class {v}" for v in values]
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    """JSON written to a temporary file and renamed, so a failed run leaves the old file."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, allow_nan=False, default=_jsonable)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(type(value))
+
+
+def _check_output(path: str | os.PathLike, parameter: str) -> None:
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise LvpcError(f"{parameter}: the folder '{folder}' does not exist; choose an existing folder")
+    if not os.access(folder, os.W_OK):
+        raise LvpcError(f"{parameter}: cannot write in '{folder}'; choose a folder you can write to")
+
+
+def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, descriptions: str | None = None,
+          text_encoder: str = "auto", settings=None, class_names: dict[int, str] | None = None,
+          colors: dict[int, tuple[int, int, int]] | None = None, progress: Progress | None = None) -> dict:
+    """Layers + labels -> a trained `.lvpc` model (stage 1, then prompts for every absence case)."""
+    import torch
+
+    from . import language, raster_io, sampling, text_encoders
+    from .encoders import ModelConfig
+    from .model_file import ModelInfo, save_model
+    from .network import LVPCNet, absence_cases
+    from .training import TrainSettings, resolve_device, seed_everything, train_stage1, train_stage2
+
+    progress = progress or SilentProgress()
+    settings = settings or TrainSettings()
+    if len(modalities) < 2:
+        raise LvpcError(f"training needs at least two modalities (HS, LIDAR, SAR), got {len(modalities)}: "
+                        "add a second layer, or use a single-modality classifier instead")
+    _check_output(out_model, "OUTPUT_MODEL")
+    device = resolve_device(settings.device)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    started = time.perf_counter()
+    with raster_io.AlignedStack(modalities, log=progress.info) as stack:
+        arrays = stack.read_all()
+        grid = stack.grid
+    label_image, values, names = _labels_on_grid(labels, grid)
+    names = [class_names.get(v, n) for v, n in zip(values, names)] if class_names else names
+    palette = raster_io.default_colors(len(values))
+    palette = [tuple(colors.get(v, c)) for v, c in zip(values, palette)] if colors else palette
+    if len(values) < 2:
+        raise LvpcError("the training labels hold only one class; LVPC needs at least two classes to learn")
+    stats = {m: sampling.band_statistics(a, m, seed=settings.seed) for m, a in arrays.items()}
+    samples = sampling.make_samples(arrays, label_image, values, settings.patch_size, stats,
+                                    settings.max_samples_per_class, settings.seed)
+    complete = samples.available.all(1)
+    if not complete.any():
+        raise LvpcError("no labelled pixel has valid data in every layer; check that the ROIs lie where all the layers overlap")
+    if (~complete).any():
+        progress.info(f"{int((~complete).sum())} labelled pixels lie on nodata of some layer and are not used for training")
+    samples = samples.subset(np.flatnonzero(complete))
+    counts = np.bincount(samples.labels, minlength=len(values))
+    progress.info("training pixels per class: " + ", ".join(f"{n} {c}" for n, c in zip(names, counts)))
+    for name, count in zip(names, counts):
+        if count == 0:
+            raise LvpcError(f"class '{name}' has no labelled pixel with data in every layer; remove it or add ROIs for it")
+    train_idx, val_idx = sampling.stratified_split(samples.labels, settings.validation_fraction, settings.seed)
+    train_set, val_set = samples.subset(train_idx), samples.subset(val_idx)
+
+    order = list(modalities)
+    table = (language.DescriptionTable.load(descriptions) if descriptions
+             else language.build_descriptions(names, order))
+    table.validate(names, order)
+    encoder = text_encoders.load_text_encoder(text_encoder, log=progress.info)
+    text_shared, text_specific = text_encoders.encode_descriptions(table.subset(names, order), encoder)
+    check_cancel(progress)
+
+    seed_everything(settings.seed)
+    cfg = ModelConfig(modalities=order, bands={m: int(a.shape[0]) for m, a in arrays.items()}, n_classes=len(values),
+                      text_dim=encoder.dim, patch_size=settings.patch_size, token_grid=settings.token_grid,
+                      width=settings.width, depth=settings.depth, heads=settings.heads,
+                      prompt_length=settings.prompt_length)
+    model = LVPCNet(cfg)
+    with torch.no_grad():
+        for m in order:
+            getattr(model, f"mean_{m}").copy_(torch.from_numpy(stats[m][0]))
+            getattr(model, f"std_{m}").copy_(torch.from_numpy(stats[m][1]))
+            getattr(model, f"text_{m}").copy_(torch.from_numpy(text_specific[m]))
+        model.text_shared.copy_(torch.from_numpy(text_shared))
+    model.to(device)
+    progress.info(f"training on {device.type}: {len(train_set)} training and {len(val_set)} validation pixels, "
+                  f"{len(values)} classes, modalities {', '.join(order)}")
+    stage1 = train_stage1(model, train_set, val_set, settings, progress, (5.0, 60.0))
+    cases = [model.ordered(c) for c in (settings.cases or absence_cases(order))]
+    report_cases = {}
+    for i, case in enumerate(cases):
+        span = (60.0 + 35.0 * i / len(cases), 60.0 + 35.0 * (i + 1) / len(cases))
+        fit = train_stage2(model, case, train_set, val_set, settings, progress, span)
+        report_cases["+".join(case)] = {"best_epoch": fit.best_epoch, "val_oa": 100 * fit.best_accuracy,
+                                        "history": fit.history}
+    validation = validation_accuracy(model, val_set, cases)
+    report = {
+        "class_counts": dict(zip(names, counts.tolist())), "modalities": order,
+        "stage1": {"best_epoch": stage1.best_epoch, "val_oa": 100 * stage1.best_accuracy, "history": stage1.history},
+        "stage2": report_cases, "validation": validation, "settings": settings.to_dict(),
+        "device": device.type, "seconds": time.perf_counter() - started, "text_encoder": encoder.name,
+        "grid": {"width": grid.width, "height": grid.height}, "n_train": len(train_set), "n_val": len(val_set),
+    }
+    info = ModelInfo(values, names, palette, table.to_dict(), encoder.name, report)
+    save_model(out_model, model, info)
+    progress.set_progress(100.0)
+    progress.info(f"model written to {out_model} ({report['seconds']:.0f} s)")
+    return report
+
+
+def validation_accuracy(model, samples, cases) -> dict:
+    """Validation OA (percent) of the complete model and of every case, with prompts and zero-filled."""
+    import torch
+
+    from .training import predict_logits
+
+    windows = {m: torch.from_numpy(w) for m, w in samples.windows.items()}
+    result = {}
+    for case in [tuple(model.cfg.modalities), *cases]:
+        for fill in (("prompts",) if len(case) == len(model.cfg.modalities) else ("prompts", "zeros")):
+            logits = predict_logits(model, windows, case, fill)
+            result[f"{'+'.join(case)}|{fill}"] = 100 * float((logits.argmax(1).numpy() == samples.labels).mean())
+    return result
+
+
+def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confidence: str | None = None,
+             extent: tuple[float, float, float, float] | None = None, mask: str | None = None, device: str = "auto",
+             block_size: int = 256, fill: str = "prompts", threads: int | None = None,
+             progress: Progress | None = None) -> dict:
+    """Model + any subset of its modalities -> classified GeoTIFF (+ confidence), block by block."""
+    import torch
+
+    from . import raster_io
+    from .model_file import load_model
+    from .predict import ScenePredictor, classify_scene
+    from .training import resolve_device
+
+    progress = progress or SilentProgress()
+    _check_output(out_map, "OUTPUT")
+    if confidence:
+        _check_output(confidence, "CONFIDENCE")
+    if threads:
+        torch.set_num_threads(threads)
+    model, info = load_model(model_path, resolve_device(device))
+    available = _check_modalities(model, modalities, fill)
+    started = time.perf_counter()
+    ordered = {m: modalities[m] for m in model.cfg.modalities if m in modalities}
+    with raster_io.AlignedStack(ordered, extent=extent, log=progress.info) as stack:
+        _check_bands(model, stack)
+        grid = stack.grid
+        mask_reader = raster_io.read_mask(mask, grid) if mask else None
+        progress.info(f"classifying {grid.width} x {grid.height} pixels with {', '.join(available)}"
+                      + ("" if len(available) == len(model.cfg.modalities) else
+                         f" ({'learned prompts' if fill == 'prompts' else 'zero-filled'} for the missing modalities)"))
+        predictor = ScenePredictor(model, info.class_values, fill=fill)
+        with raster_io.ClassMapWriter(out_map, grid, info.class_values, info.class_names, info.colors,
+                                      confidence_path=confidence) as writer:
+            cases = classify_scene(
+                predictor, stack, grid.width, grid.height,
+                lambda b: writer.write(b.xoff, b.yoff, b.classes, b.confidence if confidence else None),
+                progress, block_size,
+                mask=(lambda x, y, w, h: mask_reader[y:y + h, x:x + w]) if mask_reader is not None else None)
+    seconds = time.perf_counter() - started
+    pixels = grid.width * grid.height
+    summary = {"output": out_map, "confidence": confidence, "width": grid.width, "height": grid.height,
+               "seconds": seconds, "pixels_per_second": pixels / seconds if seconds else None,
+               "pixels_per_case": {"+".join(c): n for c, n in cases.items()}}
+    for case, n in cases.items():
+        progress.info(f"{n} pixels classified with {'+'.join(case)}")
+    progress.info(f"map written to {out_map} ({pixels / seconds:.0f} pixels/s)")
+    return summary
+
+
+def _check_modalities(model, modalities: dict[str, str], fill: str) -> tuple[str, ...]:
+    unknown = [m for m in modalities if m not in model.cfg.modalities]
+    if unknown:
+        raise LvpcError(f"the model was trained on {', '.join(model.cfg.modalities)}; it has no "
+                        f"{', '.join(unknown)} layer: leave {', '.join(u.upper() for u in unknown)} empty")
+    if not modalities:
+        raise LvpcError(f"give at least one layer of {', '.join(m.upper() for m in model.cfg.modalities)}")
+    available = model.ordered(modalities)
+    if fill == "prompts" and len(available) < len(model.cfg.modalities):
+        model.compensator(available, next(m for m in model.cfg.modalities if m not in available))
+    return available
+
+
+def _check_bands(model, stack) -> None:
+    for m, n in stack.bands.items():
+        if n != model.cfg.bands[m]:
+            raise LvpcError(f"layer {m.upper()} has {n} bands but the model was trained with {model.cfg.bands[m]} "
+                            f"bands for {m.upper()}: give the same kind of image as in training")
+
+
+def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource, *, fill: str = "prompts",
+             device: str = "auto", json_path: str | None = None, progress: Progress | None = None) -> dict:
+    """Accuracy of a model on reference labels, with the given subset of modalities."""
+    import torch
+
+    from . import metrics, raster_io, sampling
+    from .model_file import load_model
+    from .training import predict_logits, resolve_device
+
+    progress = progress or SilentProgress()
+    if json_path:
+        _check_output(json_path, "OUTPUT_JSON")
+    model, info = load_model(model_path, resolve_device(device))
+    available = _check_modalities(model, modalities, fill)
+    ordered = {m: modalities[m] for m in model.cfg.modalities if m in modalities}
+    with raster_io.AlignedStack(ordered, log=progress.info) as stack:
+        _check_bands(model, stack)
+        arrays = stack.read_all()
+        grid = stack.grid
+    known = dict(zip(info.class_names, info.class_values))
+    label_image, values, _ = _labels_on_grid(reference, grid, known if reference.vector else None)
+    foreign = sorted(set(values) - set(info.class_values))
+    if foreign:
+        progress.info(f"reference classes {foreign} are not classes of the model and are ignored")
+    stats = {m: model.band_statistics(m) for m in arrays}
+    samples = sampling.make_samples(arrays, label_image, info.class_values, model.cfg.patch_size, stats)
+    if len(samples) == 0:
+        raise LvpcError("no reference pixel of the model's classes lies inside the layers; check the reference labels")
+    predicted = np.full(len(samples), -1)
+    codes = samples.available.astype(np.int64) @ (1 << np.arange(samples.available.shape[1]))
+    for code in np.unique(codes):
+        if code == 0:
+            continue
+        idx = np.flatnonzero(codes == code)
+        case = tuple(m for i, m in enumerate(arrays) if code >> i & 1)
+        windows = {m: torch.from_numpy(samples.windows[m][idx]) for m in case}
+        predicted[idx] = predict_logits(model, windows, model.ordered(case), fill).argmax(1).numpy()
+        check_cancel(progress)
+    scored = predicted >= 0
+    result = metrics.summarise(metrics.confusion(samples.labels[scored], predicted[scored], len(info.class_values)),
+                               info.class_names)
+    result["modalities"] = list(available)
+    result["fill"] = fill
+    result["unclassified_reference_pixels"] = int((~scored).sum())
+    progress.info(f"OA {result['oa']:.2f} %, AA {result['aa']:.2f} %, kappa {result['kappa']:.2f} "
+                  f"on {result['n']} reference pixels with {', '.join(available)}")
+    if json_path:
+        write_json(json_path, result)
+    return result
+
+
+def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSource, available: list[str],
+                  out_model: str, *, settings=None, progress: Progress | None = None) -> dict:
+    """Adds (or retrains) the prompts of one absence case; nothing else in the model changes."""
+    from . import raster_io, sampling
+    from .model_file import load_model, save_model
+    from .training import TrainSettings, resolve_device, seed_everything, train_stage2
+
+    progress = progress or SilentProgress()
+    settings = settings or TrainSettings()
+    _check_output(out_model, "OUTPUT_MODEL")
+    model, info = load_model(model_path, resolve_device(settings.device))
+    missing = [m for m in model.cfg.modalities if m not in modalities]
+    if missing:
+        raise LvpcError(f"learning prompts needs every modality of the model present, to learn what to rebuild: "
+                        f"give {', '.join(m.upper() for m in missing)} too")
+    case = model.ordered(available)
+    if not case or len(case) == len(model.cfg.modalities) or len(case) != len(set(available)):
+        raise LvpcError(f"AVAILABLE must name one to {len(model.cfg.modalities) - 1} of the model's modalities "
+                        f"({', '.join(model.cfg.modalities)}), got {', '.join(available) or 'none'}")
+    with raster_io.AlignedStack({m: modalities[m] for m in model.cfg.modalities}, log=progress.info) as stack:
+        _check_bands(model, stack)
+        arrays = stack.read_all()
+        grid = stack.grid
+    label_image, values, _ = _labels_on_grid(labels, grid, dict(zip(info.class_names, info.class_values))
+                                             if labels.vector else None)
+    stats = {m: model.band_statistics(m) for m in arrays}
+    samples = sampling.make_samples(arrays, label_image, info.class_values, model.cfg.patch_size, stats,
+                                    settings.max_samples_per_class, settings.seed)
+    samples = samples.subset(np.flatnonzero(samples.available.all(1)))
+    if len(samples) == 0:
+        raise LvpcError("no labelled pixel of the model's classes has data in every layer")
+    train_idx, val_idx = sampling.stratified_split(samples.labels, settings.validation_fraction, settings.seed)
+    seed_everything(settings.seed)
+    fit = train_stage2(model, case, samples.subset(train_idx), samples.subset(val_idx), settings, progress, (5.0, 95.0))
+    info.report.setdefault("stage2", {})["+".join(case)] = {"best_epoch": fit.best_epoch,
+                                                            "val_oa": 100 * fit.best_accuracy, "history": fit.history}
+    save_model(out_model, model, info)
+    progress.set_progress(100.0)
+    return {"case": "+".join(case), "val_oa": 100 * fit.best_accuracy, "best_epoch": fit.best_epoch}
+
+
+def describe(classes: list[str], modalities: list[str], out_path: str) -> str:
+    """Writes the editable description table (language priors) for the classes and modalities."""
+    from . import language
+
+    if not classes:
+        raise LvpcError("give at least one class name")
+    _check_output(out_path, "OUTPUT")
+    language.build_descriptions(classes, modalities).save(out_path)
+    return out_path
