@@ -138,7 +138,7 @@ def _fit(module: torch.nn.Module, params: list[torch.nn.Parameter], batches: Bat
             scaler.step(optimiser)
             scaler.update()
             schedule.step()
-            total += float(loss) * len(y)
+            total += float(loss.detach()) * len(y)
             count += len(y)
         module.eval()
         accuracy = validate()

@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+from lvpcnet_core.encoders import ModelConfig, TokenEmbedding
+
+from .helpers import tiny_config
+
+
+@pytest.mark.parametrize("patch,grid,kernel,stride", [(11, 3, 5, 3), (9, 3, 3, 3), (7, 3, 3, 2), (3, 3, 1, 1), (1, 3, 1, 1)])
+def test_token_geometry_centres_the_pixel(patch, grid, kernel, stride):
+    cfg = tiny_config(patch_size=patch, token_grid=grid)
+    assert (cfg.token_kernel, cfg.token_stride) == (kernel, stride)
+    g = cfg.grid
+    assert cfg.token_kernel + (g - 1) * cfg.token_stride == patch
+
+
+def test_even_patch_refused():
+    with pytest.raises(ValueError):
+        tiny_config(patch_size=10)
+
+
+def test_dense_embedding_gathers_the_same_tokens_as_windows():
+    torch.manual_seed(0)
+    cfg = tiny_config(patch_size=11)
+    embed = TokenEmbedding(4, cfg)
+    block = torch.randn(1, 4, 6 + 10, 5 + 10)  # 6 x 5 pixels plus halo of 5
+    rows, cols = torch.meshgrid(torch.arange(6), torch.arange(5), indexing="ij")
+    rows, cols = rows.flatten(), cols.flatten()
+    windows = torch.stack([block[0, :, r:r + 11, c:c + 11] for r, c in zip(rows, cols)])
+    dense = embed.gather(embed.dense(block), rows, cols)
+    assert torch.allclose(dense, embed(windows), atol=1e-5)
+
+
+def test_config_round_trip():
+    cfg = tiny_config()
+    assert ModelConfig(**cfg.to_dict()) == cfg

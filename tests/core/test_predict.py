@@ -1,0 +1,64 @@
+import numpy as np
+import torch
+
+from lvpcnet_core.predict import ScenePredictor, blocks
+from lvpcnet_core.sampling import extract_windows
+
+from .helpers import tiny_model
+
+
+def _pad(a, r):
+    return np.pad(a, ((0, 0), (r, r), (r, r)), constant_values=np.nan)
+
+
+def test_block_prediction_equals_window_prediction_with_per_pixel_absence():
+    model = tiny_model()
+    model.add_case(("hs",))
+    model.add_case(("lidar",))
+    rng = np.random.default_rng(1)
+    h, w, r = 9, 12, model.cfg.patch_size // 2
+    hs = rng.normal(size=(5, h, w)).astype(np.float32)
+    lidar = rng.normal(size=(1, h, w)).astype(np.float32)
+    hs[:, 2, 3] = np.nan          # hs missing at one centre -> lidar-only case
+    lidar[0, 5, 7] = np.nan       # lidar missing at another -> hs-only case
+    hs[:, 0, 0] = np.nan
+    lidar[0, 0, 0] = np.nan       # nothing there -> nodata
+    classes, confidence, counts = ScenePredictor(model, [10, 20, 30]).predict_block({"hs": _pad(hs, r), "lidar": _pad(lidar, r)})
+    assert counts == {("hs", "lidar"): h * w - 3, ("hs",): 1, ("lidar",): 1}
+    rows, cols = (a.ravel() for a in np.indices((h, w)))
+    zeros, ones = np.zeros(5, np.float32), np.ones(5, np.float32)
+    win = {"hs": torch.from_numpy(extract_windows(hs, rows, cols, 7, zeros, ones)),
+           "lidar": torch.from_numpy(extract_windows(lidar, rows, cols, 7, zeros[:1], ones[:1]))}
+    with torch.no_grad():
+        probs = model(win).softmax(1)
+        for (rr, cc), case in (((2, 3), ("lidar",)), ((5, 7), ("hs",))):
+            i = rr * w + cc
+            probs[i] = model({m: win[m][i:i + 1] for m in case}, case).softmax(1)[0]
+    expected_conf = probs.max(1).values.numpy().reshape(h, w)
+    expected_cls = np.array([10, 20, 30])[probs.argmax(1).numpy()].reshape(h, w)
+    assert classes[0, 0] == 0 and np.isnan(confidence[0, 0])
+    valid = np.ones((h, w), bool)
+    valid[0, 0] = False
+    np.testing.assert_allclose(confidence[valid], expected_conf[valid], atol=1e-5)
+    assert (classes[valid] == expected_cls[valid]).all()
+
+
+def test_zero_fill_treats_absent_layer_as_zero_input():
+    model = tiny_model()
+    rng = np.random.default_rng(2)
+    hs = rng.normal(size=(5, 4, 4)).astype(np.float32)
+    r = model.cfg.patch_size // 2
+    _, conf, counts = ScenePredictor(model, [1, 2, 3], fill="zeros").predict_block({"hs": _pad(hs, r)})
+    assert counts == {("hs", "lidar"): 16}
+    rows, cols = (a.ravel() for a in np.indices((4, 4)))
+    win = torch.from_numpy(extract_windows(hs, rows, cols, 7, np.zeros(5, np.float32), np.ones(5, np.float32)))
+    with torch.no_grad():
+        expected = model({"hs": win}, ("hs",), fill="zeros").softmax(1).max(1).values.numpy()
+    np.testing.assert_allclose(conf.ravel(), expected, atol=1e-5)
+
+
+def test_blocks_cover_the_grid_once():
+    seen = np.zeros((70, 45), int)
+    for x, y, w, h in blocks(45, 70, 16):
+        seen[y:y + h, x:x + w] += 1
+    assert (seen == 1).all()

@@ -1,0 +1,63 @@
+import numpy as np
+import torch
+
+from lvpcnet_core.network import absence_cases
+from lvpcnet_core.progress import Cancelled, SilentProgress
+from lvpcnet_core.training import TrainSettings, predict_logits, train_stage1, train_stage2
+
+from .helpers import separable_samples, tiny_model
+
+FAST = dict(epochs_stage1=12, epochs_stage2=6, batch_size=32, patience=0, learning_rate=3e-3)
+
+
+def _accuracy(model, samples, case):
+    windows = {m: torch.from_numpy(w) for m, w in samples.windows.items()}
+    return float((predict_logits(model, windows, case).argmax(1).numpy() == samples.labels).mean())
+
+
+def test_stage1_learns_and_stage2_leaves_stage1_bit_identical():
+    torch.manual_seed(0)
+    model = tiny_model()
+    data = separable_samples(model.cfg)
+    settings = TrainSettings(**FAST)
+    fit = train_stage1(model, data, data, settings, SilentProgress())
+    assert fit.best_accuracy > 0.9
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for case in absence_cases(model.cfg.modalities):
+        train_stage2(model, case, data, data, settings, SilentProgress(), (60, 100))
+    after = model.state_dict()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key
+    new = [k for k in after if k not in before]
+    assert new and all(k.startswith("compensators.") for k in new)
+    assert set(model.compensators.keys()) == {"hs->lidar", "lidar->hs"}
+    for case in (("hs",), ("lidar",)):
+        assert _accuracy(model, data, case) > 0.6
+
+
+def test_three_modalities_get_six_cases():
+    assert len(absence_cases(["hs", "lidar", "sar"])) == 6
+    assert len(absence_cases(["a", "b"])) == 2
+
+
+def test_same_seed_same_weights():
+    def run():
+        torch.manual_seed(0)
+        model = tiny_model(seed=3)
+        data = separable_samples(model.cfg, n_per_class=10)
+        train_stage1(model, data, data, TrainSettings(**{**FAST, "epochs_stage1": 3}), SilentProgress())
+        return model.state_dict()
+    a, b = run(), run()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cancel_stops_training():
+    model = tiny_model()
+    data = separable_samples(model.cfg, n_per_class=5)
+    progress = SilentProgress()
+    progress.cancel = True
+    try:
+        train_stage1(model, data, data, TrainSettings(**FAST), progress)
+    except Cancelled:
+        return
+    raise AssertionError("training did not stop")
