@@ -16,7 +16,7 @@ setup: system $(STAMP)
 system:
 	@sh scripts/setup-system.sh
 
-$(PYTHON):
+$(PYTHON): | system
 	/usr/bin/python3 -m venv --system-site-packages $(VENV)
 
 $(STAMP): requirements.txt | $(PYTHON)
