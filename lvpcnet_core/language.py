@@ -86,15 +86,33 @@ class DescriptionTable:
             generic={m: [c for c in classes if picked[c] in self.generic.get(m, [])]
                      for m in ["shared", *modalities] if self.generic.get(m)})
 
+    def to_dict(self) -> dict:
+        """The JSON layout of the file, also stored inside every model."""
+        rows = [{"name": c, "shared": self.shared.get(c, ""),
+                 **{m: self.specific.get(m, {}).get(c, "") for m in self.modalities}} for c in self.classes]
+        return {"modalities": list(self.modalities), "classes": rows}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DescriptionTable:
+        modalities = [str(m) for m in data["modalities"]]
+        rows = [{k: "" if v is None else str(v) for k, v in r.items()} for r in data["classes"]]
+        return cls._from_rows(modalities, rows)
+
+    @classmethod
+    def _from_rows(cls, modalities: list[str], rows: list[dict[str, str]]) -> DescriptionTable:
+        classes = [r["name"].strip() for r in rows]
+        return cls(modalities=modalities, classes=classes,
+                   shared={c: r.get("shared", "").strip() for c, r in zip(classes, rows)},
+                   specific={m: {c: r.get(m, "").strip() for c, r in zip(classes, rows)} for m in modalities})
+
     def save(self, path: str | Path) -> None:
         """Write as `.json` or `.csv` (UTF-8, every field quoted) for the user to edit."""
         path = Path(path)
-        rows = [{"name": c, "shared": self.shared.get(c, ""),
-                 **{m: self.specific.get(m, {}).get(c, "") for m in self.modalities}} for c in self.classes]
+        data = self.to_dict()
+        rows = data["classes"]
         suffix = _suffix(path)
         if suffix == ".json":
-            path.write_text(json.dumps({"modalities": self.modalities, "classes": rows}, indent=2,
-                                       ensure_ascii=False) + "\n", encoding="utf-8")
+            path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             return
         with path.open("w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, quoting=csv.QUOTE_ALL)
@@ -108,9 +126,7 @@ class DescriptionTable:
         suffix = _suffix(path)
         try:
             if suffix == ".json":
-                data = json.loads(path.read_text(encoding="utf-8-sig"))
-                modalities = [str(m) for m in data["modalities"]]
-                rows = [{k: "" if v is None else str(v) for k, v in r.items()} for r in data["classes"]]
+                return cls.from_dict(json.loads(path.read_text(encoding="utf-8-sig")))
             else:
                 with path.open(encoding="utf-8-sig", newline="") as f:
                     records = list(csv.reader(f))
@@ -119,15 +135,12 @@ class DescriptionTable:
                     raise ValueError(f"the first columns must be 'class' and 'shared', found {header[:2]}")
                 modalities = header[2:]
                 rows = [dict(zip(["name", "shared", *modalities], r)) for r in records[1:] if any(r)]
-            classes = [r["name"].strip() for r in rows]
+                return cls._from_rows(modalities, rows)
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
             raise LvpcError(
                 f"Cannot read the class descriptions (DESCRIPTIONS) '{path}': {e}. Expected JSON "
                 '{"modalities": [...], "classes": [{"name": ..., "shared": ..., "<modality>": ...}]} or a CSV with '
                 "columns class, shared, <modality>...; write a template with the 'describe' tool.") from e
-        return cls(modalities=modalities, classes=classes,
-                   shared={c: r.get("shared", "").strip() for c, r in zip(classes, rows)},
-                   specific={m: {c: r.get(m, "").strip() for c, r in zip(classes, rows)} for m in modalities})
 
 
 def build_descriptions(classes: list[str], modalities: list[str],

@@ -47,7 +47,7 @@ def blocks(width: int, height: int, size: int) -> Iterator[tuple[int, int, int, 
 class ScenePredictor:
     """Applies a trained model to normalised blocks; `fill='zeros'` replaces prompts by zero input (vp1)."""
 
-    def __init__(self, model: LVPCNet, class_values: list[int], fill: str = "prompts", chunk: int = 8192) -> None:
+    def __init__(self, model: LVPCNet, class_values: list[int], fill: str = "prompts", chunk: int = 1024) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.codes = torch.tensor(class_values, dtype=torch.uint8)

@@ -389,6 +389,22 @@ def read_labels(path: str, grid: Grid, log: Callable[[str], None] = print) -> np
     return np.nan_to_num(values, nan=0.0).astype(np.int32)
 
 
+def read_mask(path: str, grid: Grid, log: Callable[[str], None] = print) -> np.ndarray:
+    """Where to classify, as a bool (rows, cols) array: a raster's non-zero valid pixels, or inside polygons."""
+    name = os.path.basename(str(path))
+    try:
+        ds = gdal.OpenEx(str(path), gdal.OF_VECTOR)
+    except RuntimeError:
+        ds = None
+    if ds is None:
+        return read_labels(path, grid, log) != 0
+    lyr = _vector_layer(ds, path, None, log)
+    features = [(f.GetGeometryRef().Clone(), 1) for f in lyr if f.GetGeometryRef() is not None]
+    if not features:
+        raise LvpcError(f"MASK layer {name} has no geometries: draw the area to classify or leave MASK empty.")
+    return _burn(features, [1] * len(features), lyr.GetSpatialRef(), grid, path, log) != 0
+
+
 def rasterize_rois(path: str, class_field: str, grid: Grid, layer: str | None = None,
                    class_values: dict[str, int] | None = None,
                    log: Callable[[str], None] = print) -> tuple[np.ndarray, list[int], list[str]]:

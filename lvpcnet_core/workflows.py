@@ -35,14 +35,15 @@ class LabelSource:
             raise LvpcError("CLASS_FIELD is required with ROIS: name the attribute that holds the class")
 
 
-def _labels_on_grid(source: LabelSource, grid, known: dict[str, int] | None = None
+def _labels_on_grid(source: LabelSource, grid, log, known: dict[str, int] | None = None
                     ) -> tuple[np.ndarray, list[int], list[str]]:
     """Label image on the grid, class codes and names; `known` maps a model's class names to codes."""
     from . import raster_io
 
     if source.vector:
-        return raster_io.rasterize_rois(source.vector, source.class_field, grid, layer=source.layer, class_values=known)
-    labels = raster_io.read_labels(source.raster, grid)
+        return raster_io.rasterize_rois(source.vector, source.class_field, grid, layer=source.layer,
+                                        class_values=known, log=log)
+    labels = raster_io.read_labels(source.raster, grid, log=log)
     values = [int(v) for v in np.unique(labels) if v != 0]
     return labels, values, [f"class {v}" for v in values]
 
@@ -101,7 +102,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     with raster_io.AlignedStack(modalities, log=progress.info) as stack:
         arrays = stack.read_all()
         grid = stack.grid
-    label_image, values, names = _labels_on_grid(labels, grid)
+    label_image, values, names = _labels_on_grid(labels, grid, progress.info)
     names = [class_names.get(v, n) for v, n in zip(values, names)] if class_names else names
     palette = raster_io.default_colors(len(values))
     palette = [tuple(colors.get(v, c)) for v, c in zip(values, palette)] if colors else palette
@@ -126,10 +127,10 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
 
     order = list(modalities)
     table = (language.DescriptionTable.load(descriptions) if descriptions
-             else language.build_descriptions(names, order))
-    table.validate(names, order)
+             else language.build_descriptions(names, order, log=progress.info))
+    table = table.validate(names, order)
     encoder = text_encoders.load_text_encoder(text_encoder, log=progress.info)
-    text_shared, text_specific = text_encoders.encode_descriptions(table.subset(names, order), encoder)
+    text_shared, text_specific = text_encoders.encode_descriptions(table, encoder)
     check_cancel(progress)
 
     seed_everything(settings.seed)
@@ -273,7 +274,7 @@ def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource
         arrays = stack.read_all()
         grid = stack.grid
     known = dict(zip(info.class_names, info.class_values))
-    label_image, values, _ = _labels_on_grid(reference, grid, known if reference.vector else None)
+    label_image, values, _ = _labels_on_grid(reference, grid, progress.info, known if reference.vector else None)
     foreign = sorted(set(values) - set(info.class_values))
     if foreign:
         progress.info(f"reference classes {foreign} are not classes of the model and are ignored")
@@ -327,7 +328,7 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
         _check_bands(model, stack)
         arrays = stack.read_all()
         grid = stack.grid
-    label_image, values, _ = _labels_on_grid(labels, grid, dict(zip(info.class_names, info.class_values))
+    label_image, values, _ = _labels_on_grid(labels, grid, progress.info, dict(zip(info.class_names, info.class_values))
                                              if labels.vector else None)
     stats = {m: model.band_statistics(m) for m in arrays}
     samples = sampling.make_samples(arrays, label_image, info.class_values, model.cfg.patch_size, stats,
