@@ -1,0 +1,67 @@
+"""`python -m lvpcnet_core` as a user runs it: real subprocesses, real files, exit codes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lvpcnet_core.synthetic import make_scene
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "lvpcnet_core", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=600)
+
+
+def test_help_documents_every_command_and_option():
+    top = cli("--help")
+    assert top.returncode == 0
+    for command in ("train", "classify", "evaluate", "prompts", "describe", "demo"):
+        assert command in top.stdout
+    train = cli("train", "--help").stdout
+    for option in ("--modality", "--labels", "--rois", "--class-field", "--descriptions", "--out", "--device",
+                   "--text-encoder", "--patch-size", "--seed"):
+        assert option in train
+    assert "--json" in cli("evaluate", "--help").stdout
+
+
+def test_train_classify_evaluate_round_trip(tmp_path):
+    scene = make_scene(tmp_path / "scene", width=24, height=24)
+    layers = [f"--modality={m}={p}" for m, p in scene.paths.items()]
+    model = tmp_path / "m.lvpc"
+    run = cli("train", *layers, "--labels", scene.labels, "--out", str(model), "--text-encoder", "minilm",
+              "--epochs-stage1", "4", "--epochs-stage2", "2", "--patch-size", "5")
+    assert run.returncode == 0, run.stderr
+    assert model.exists()
+    run = cli("classify", "--model", str(model), f"--modality=lidar={scene.paths['lidar']}", "--out",
+              str(tmp_path / "map.tif"))
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["pixels_per_case"] == {"lidar": 24 * 24}
+    run = cli("evaluate", "--model", str(model), *layers, "--labels", scene.labels, "--json", str(tmp_path / "e.json"))
+    assert run.returncode == 0, run.stderr
+    figures = json.loads((tmp_path / "e.json").read_text())
+    assert {"oa", "aa", "kappa", "per_class", "confusion", "modalities"} <= set(figures)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["classify", "--model", "nope.lvpc", "--modality", "hs=x.tif", "--out", "o.tif"], "MODEL"),
+    (["train", "--modality", "hs=a.tif", "--modality", "hs=b.tif", "--labels", "l.tif", "--out", "m.lvpc"], "twice"),
+])
+def test_errors_are_one_line_and_exit_1(tmp_path, args, expected):
+    run = cli(*args, cwd=tmp_path)
+    assert run.returncode == 1
+    assert expected in run.stderr and "Traceback" not in run.stderr
+
+
+def test_describe_writes_an_editable_table(tmp_path):
+    out = tmp_path / "d.csv"
+    run = cli("describe", "--classes", "forest,water,roads", "--modalities", "hs,lidar,sar", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    header = out.read_text().splitlines()[0]
+    assert header == '"class","shared","hs","lidar","sar"'

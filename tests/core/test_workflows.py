@@ -1,0 +1,125 @@
+"""The engine's jobs end to end on small synthetic GeoTIFFs: train -> classify -> evaluate -> learn prompts."""
+import json
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from lvpcnet_core import workflows
+from lvpcnet_core.model_file import load_model, read_metadata
+from lvpcnet_core.progress import Cancelled, LvpcError, SilentProgress
+from lvpcnet_core.synthetic import make_scene
+from lvpcnet_core.training import TrainSettings
+
+FAST = TrainSettings(epochs_stage1=15, epochs_stage2=6, batch_size=64, patch_size=5, width=16, depth=2, heads=2,
+                     learning_rate=3e-3, patience=0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scene")
+    scene = make_scene(folder, width=32, height=32)
+    model = str(folder / "m.lvpc")
+    report = workflows.train(scene.paths, model, workflows.LabelSource(raster=scene.labels), text_encoder="minilm",
+                             settings=FAST)
+    return scene, model, report
+
+
+def test_train_writes_a_complete_model(trained):
+    scene, model, report = trained
+    meta = read_metadata(model)
+    assert meta["cases"] == ["hs->lidar", "lidar->hs"]
+    assert meta["class_values"] == [1, 2, 3]
+    assert set(meta["descriptions"]["modalities"]) == {"hs", "lidar"}
+    assert meta["text_encoder"] == "minilm"
+    assert report["validation"]["hs+lidar|prompts"] > 80
+
+
+def test_classify_full_and_each_subset(trained, tmp_path):
+    scene, model, _ = trained
+    accuracy = {}
+    for case in (("hs", "lidar"), ("hs",), ("lidar",)):
+        out = tmp_path / f"{'_'.join(case)}.tif"
+        summary = workflows.classify(model, {m: scene.paths[m] for m in case}, str(out), block_size=13)
+        ds = gdal.Open(str(out))
+        classes = ds.GetRasterBand(1).ReadAsArray()
+        assert (ds.RasterXSize, ds.RasterYSize) == (32, 32)
+        assert ds.GetGeoTransform() == scene.grid.geotransform
+        assert summary["pixels_per_case"] == {"+".join(case): 32 * 32}
+        assert set(np.unique(classes)) <= {1, 2, 3}
+        accuracy[case] = float((classes == scene.classes).mean())
+        assert (tmp_path / f"{'_'.join(case)}.qml").exists()
+    assert accuracy[("hs", "lidar")] > 0.8
+    assert min(accuracy.values()) > 0.5
+
+
+def test_block_size_does_not_change_the_map(trained, tmp_path):
+    scene, model, _ = trained
+    maps = []
+    for size in (7, 64):
+        out = tmp_path / f"b{size}.tif"
+        workflows.classify(model, scene.paths, str(out), confidence=str(tmp_path / f"c{size}.tif"), block_size=size)
+        maps.append(gdal.Open(str(out)).ReadAsArray())
+        maps.append(gdal.Open(str(tmp_path / f"c{size}.tif")).ReadAsArray())
+    assert (maps[0] == maps[2]).all()
+    np.testing.assert_allclose(maps[1], maps[3], atol=1e-5)
+
+
+def test_evaluate_writes_paper_style_json(trained, tmp_path):
+    scene, model, _ = trained
+    out = tmp_path / "e.json"
+    result = workflows.evaluate(model, scene.paths, workflows.LabelSource(raster=scene.labels), json_path=str(out))
+    data = json.loads(out.read_text())
+    assert {"oa", "aa", "kappa", "per_class", "confusion", "modalities"} <= set(data)
+    assert data["modalities"] == ["hs", "lidar"]
+    assert np.array(data["confusion"]).sum() == result["n"] > 0
+    assert data["oa"] > 80
+
+
+def test_learn_prompts_adds_a_case_without_changing_anything_else(trained, tmp_path):
+    scene, model, _ = trained
+    out = str(tmp_path / "more.lvpc")
+    before, _ = load_model(model)
+    workflows.learn_prompts(model, scene.paths, workflows.LabelSource(raster=scene.labels), ["lidar"], out,
+                            settings=FAST)
+    after, _ = load_model(out)
+    changed = [k for k, v in before.state_dict().items() if not (after.state_dict()[k] == v).all()]
+    assert changed and all(k.startswith("compensators.lidar->hs.") for k in changed)
+
+
+def test_missing_case_is_explained(trained, tmp_path):
+    scene, model, _ = trained
+    pruned = str(tmp_path / "pruned.lvpc")
+    net, info = load_model(model)
+    del net.compensators["lidar->hs"]
+    from lvpcnet_core.model_file import save_model
+    save_model(pruned, net, info)
+    with pytest.raises(LvpcError, match="learnprompts"):
+        workflows.classify(pruned, {"lidar": scene.paths["lidar"]}, str(tmp_path / "x.tif"))
+    assert not list(tmp_path.glob("x*"))
+
+
+def test_wrong_band_count_names_the_layer(trained, tmp_path):
+    scene, model, _ = trained
+    other = make_scene(tmp_path, width=32, height=32, bands={"hs": 8, "lidar": 3})
+    with pytest.raises(LvpcError, match="LIDAR has 3 bands"):
+        workflows.classify(model, other.paths, str(tmp_path / "x.tif"))
+    assert not list(tmp_path.glob("x*"))
+
+
+def test_cancelled_classification_leaves_previous_map(trained, tmp_path):
+    scene, model, _ = trained
+    out = tmp_path / "map.tif"
+    out.write_bytes(b"previous")
+    progress = SilentProgress()
+    progress.cancel = True
+    with pytest.raises(Cancelled):
+        workflows.classify(model, scene.paths, str(out), progress=progress)
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif"]
+
+
+def test_single_modality_training_is_refused(tmp_path):
+    scene = make_scene(tmp_path, width=12, height=12)
+    with pytest.raises(LvpcError, match="at least two modalities"):
+        workflows.train({"hs": scene.paths["hs"]}, str(tmp_path / "m.lvpc"), workflows.LabelSource(raster=scene.labels))
