@@ -35,8 +35,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.patch_size < 1 or self.patch_size % 2 == 0:
             raise ValueError(f"patch size must be odd and positive, got {self.patch_size}")
-        if len(self.modalities) < 2:
-            raise ValueError("LVPCnet needs at least two modalities")
+        if not self.modalities:
+            raise ValueError("a model needs at least one modality")
 
     @property
     def grid(self) -> int:

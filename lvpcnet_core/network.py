@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .encoders import Classifier, ModelConfig, SharedEncoder, SpecificEncoder
-from .prompts import Compensator, case_key
+from .prompts import Compensator, Reconstructor, case_key
 
 
 def absence_cases(modalities: list[str]) -> list[tuple[str, ...]]:
@@ -34,6 +34,10 @@ class LVPCNet(nn.Module):
             self.register_buffer(f"std_{m}", torch.ones(cfg.bands[m]))
             self.register_buffer(f"text_{m}", torch.zeros(cfg.n_classes, cfg.text_dim))
         self.register_buffer("text_shared", torch.zeros(cfg.n_classes, cfg.text_dim))
+        if not cfg.extra.get("language", True):
+            # ablation v1: class prototypes learned in stage 1 stand where the text features would be
+            self.prototypes = nn.ParameterDict({key: nn.Parameter(torch.randn(cfg.n_classes, cfg.text_dim))
+                                                for key in ["shared", *cfg.modalities]})
 
     # -- inputs -----------------------------------------------------------------------------------
     def normalize(self, modality: str, x: torch.Tensor) -> torch.Tensor:
@@ -47,6 +51,9 @@ class LVPCNet(nn.Module):
         return (getattr(self, f"mean_{modality}").cpu().numpy(), getattr(self, f"std_{modality}").cpu().numpy())
 
     def text(self, modality: str | None) -> torch.Tensor:
+        """Unit-norm class targets of the contrastive loss: the language priors (or learned prototypes, v1)."""
+        if hasattr(self, "prototypes"):
+            return F.normalize(self.prototypes["shared" if modality is None else modality], dim=-1)
         return self.text_shared if modality is None else getattr(self, f"text_{modality}")
 
     # -- absence cases ------------------------------------------------------------------------------
@@ -56,7 +63,8 @@ class LVPCNet(nn.Module):
         for missing in self.cfg.modalities:
             if missing not in available:
                 key = case_key(available, missing)
-                self.compensators[key] = Compensator(available, missing, self.cfg)
+                kind = Reconstructor if self.cfg.extra.get("compensation") == "reconstruction" else Compensator
+                self.compensators[key] = kind(available, missing, self.cfg)
                 keys.append(key)
         return keys
 

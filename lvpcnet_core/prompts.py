@@ -43,3 +43,30 @@ class Compensator(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class Reconstructor(nn.Module):
+    """Ablation vp2: a small CNN per case rebuilds the missing modality's input; no prompts.
+
+    Same interface as `Compensator` (`matched`, `prompts`), about a hundred times more parameters.
+    """
+
+    prompts = None
+
+    def __init__(self, available: tuple[str, ...], missing: str, cfg: ModelConfig, hidden: int = 64) -> None:
+        super().__init__()
+        self.available = tuple(available)
+        self.missing = missing
+        in_channels = sum(cfg.bands[m] for m in self.available)
+        self.net = nn.Sequential(nn.Conv2d(in_channels, hidden, 3, padding=1), nn.GELU(),
+                                 nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(),
+                                 nn.Conv2d(hidden, cfg.bands[missing], 1))
+
+    def matched(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(torch.cat([inputs[m] for m in self.available], dim=1))
+
+    def forward(self, inputs: dict[str, torch.Tensor], encoder: SpecificEncoder) -> torch.Tensor:
+        return encoder(self.matched(inputs))
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

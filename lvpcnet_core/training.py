@@ -46,9 +46,17 @@ class TrainSettings:
     threads: int | None = None
     lambdas: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     cases: list[tuple[str, ...]] | None = field(default=None)
+    # Ablations of the paper (and one baseline it lacks); the defaults are LVPCnet itself.
+    language: bool = True              # False = v1: learnable class prototypes instead of text features
+    compensation: str = "prompts"      # "reconstruction" = vp2: a small CNN per case rebuilds the missing input
+    modality_dropout: float = 0.0      # > 0: stage 1 zeroes a random modality of that share of samples
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def ablation(self) -> dict:
+        """The choices that change the network itself; stored in the model's configuration."""
+        return {"language": self.language, "compensation": self.compensation}
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -190,6 +198,8 @@ def train_stage1(model: LVPCNet, train: Samples, val: Samples, settings: TrainSe
     batches = Batches(train, device, settings.batch_size, settings.augment, settings.seed)
 
     def batch_loss(idx, x, y):
+        if settings.modality_dropout > 0 and len(cfg.modalities) > 1:
+            x = _drop_modalities(x, settings.modality_dropout, batches.generator)
         shared = [F.normalize(model.shared(x[m], m), dim=-1) for m in cfg.modalities]
         specific = [F.normalize(model.specific[m](x[m]), dim=-1) for m in cfg.modalities]
         con = sum(losses.text_contrastive(c.float(), y, model.text_shared, cfg.temperature) for c in shared)
@@ -201,6 +211,19 @@ def train_stage1(model: LVPCNet, train: Samples, val: Samples, settings: TrainSe
     params = [p for name, p in model.named_parameters() if not name.startswith("compensators.")]
     return _fit(model, params, batches, batch_loss, lambda: _accuracy(model, val or train, full),
                 settings.epochs_stage1, settings, progress, span, "stage 1")
+
+
+def _drop_modalities(x: dict[str, torch.Tensor], rate: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Zero one random modality in `rate` of the samples (the input a missing layer gets with fill='zeros')."""
+    names = list(x)
+    n = len(next(iter(x.values())))
+    dropped = torch.rand(n, generator=generator) < rate
+    which = torch.randint(0, len(names), (n,), generator=generator)
+    out = {}
+    for i, m in enumerate(names):
+        keep = ~(dropped & (which == i))
+        out[m] = x[m] * keep.to(x[m].device, x[m].dtype).view(-1, 1, 1, 1)
+    return out
 
 
 def train_stage2(model: LVPCNet, available: tuple[str, ...], train: Samples, val: Samples, settings: TrainSettings,

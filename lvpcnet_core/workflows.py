@@ -83,11 +83,9 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     """Layers + labels -> a trained `.lvpc` model (stage 1, then prompts for every absence case)."""
     import torch
 
-    from . import language, raster_io, sampling, text_encoders
-    from .encoders import ModelConfig
+    from . import language, raster_io, text_encoders
     from .model_file import ModelInfo, save_model
-    from .network import LVPCNet, absence_cases
-    from .training import TrainSettings, resolve_device, seed_everything, train_stage1, train_stage2
+    from .training import TrainSettings, resolve_device
 
     progress = progress or SilentProgress()
     settings = settings or TrainSettings()
@@ -95,9 +93,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
         raise LvpcError(f"training needs at least two modalities (HS, LIDAR, SAR), got {len(modalities)}: "
                         "add a second layer, or use a single-modality classifier instead")
     _check_output(out_model, "OUTPUT_MODEL")
-    device = resolve_device(settings.device)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    resolve_device(settings.device)
     started = time.perf_counter()
     with raster_io.AlignedStack(modalities, log=progress.info) as stack:
         arrays = stack.read_all()
@@ -106,6 +102,37 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     names = [class_names.get(v, n) for v, n in zip(values, names)] if class_names else names
     palette = raster_io.default_colors(len(values))
     palette = [tuple(colors.get(v, c)) for v, c in zip(values, palette)] if colors else palette
+    order = list(modalities)
+    table = (language.DescriptionTable.load(descriptions) if descriptions
+             else language.build_descriptions(names, order, log=progress.info))
+    table = table.validate(names, order)
+    encoder = text_encoders.load_text_encoder(text_encoder, log=progress.info)
+    model, report = fit_arrays(arrays, label_image, values, names, table, encoder, settings, progress)
+    report.update(seconds=time.perf_counter() - started, grid={"width": grid.width, "height": grid.height})
+    info = ModelInfo(values, names, palette, table.to_dict(), encoder.name, report)
+    save_model(out_model, model, info)
+    progress.set_progress(100.0)
+    progress.info(f"model written to {out_model} ({report['seconds']:.0f} s)")
+    return report
+
+
+def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: list[int], names: list[str], table,
+               encoder, settings, progress: Progress):
+    """Samples -> trained LVPCNet (stage 1, then every absence case) from in-memory, co-registered arrays.
+
+    The file-free core of `train`, also used by the benchmarks on datasets that come as arrays (.mat, .npy).
+    One modality is allowed here (the single-modality baselines); it then has no absence cases.
+    """
+    import torch
+
+    from . import sampling, text_encoders
+    from .encoders import ModelConfig
+    from .network import LVPCNet, absence_cases
+    from .training import resolve_device, seed_everything, train_stage1, train_stage2
+
+    device = resolve_device(settings.device)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     if len(values) < 2:
         raise LvpcError("the training labels hold only one class; LVPC needs at least two classes to learn")
     stats = {m: sampling.band_statistics(a, m, seed=settings.seed) for m, a in arrays.items()}
@@ -124,12 +151,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
             raise LvpcError(f"class '{name}' has no labelled pixel with data in every layer; remove it or add ROIs for it")
     train_idx, val_idx = sampling.stratified_split(samples.labels, settings.validation_fraction, settings.seed)
     train_set, val_set = samples.subset(train_idx), samples.subset(val_idx)
-
-    order = list(modalities)
-    table = (language.DescriptionTable.load(descriptions) if descriptions
-             else language.build_descriptions(names, order, log=progress.info))
-    table = table.validate(names, order)
-    encoder = text_encoders.load_text_encoder(text_encoder, log=progress.info)
+    order = list(arrays)
     text_shared, text_specific = text_encoders.encode_descriptions(table, encoder)
     check_cancel(progress)
 
@@ -137,7 +159,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     cfg = ModelConfig(modalities=order, bands={m: int(a.shape[0]) for m, a in arrays.items()}, n_classes=len(values),
                       text_dim=encoder.dim, patch_size=settings.patch_size, token_grid=settings.token_grid,
                       width=settings.width, depth=settings.depth, heads=settings.heads,
-                      prompt_length=settings.prompt_length)
+                      prompt_length=settings.prompt_length, extra=settings.ablation())
     model = LVPCNet(cfg)
     with torch.no_grad():
         for m in order:
@@ -148,27 +170,25 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     model.to(device)
     progress.info(f"training on {device.type}: {len(train_set)} training and {len(val_set)} validation pixels, "
                   f"{len(values)} classes, modalities {', '.join(order)}")
+    started = time.perf_counter()
     stage1 = train_stage1(model, train_set, val_set, settings, progress, (5.0, 60.0))
-    cases = [model.ordered(c) for c in (settings.cases or absence_cases(order))]
+    stage1_seconds = time.perf_counter() - started
+    cases = [model.ordered(c) for c in (settings.cases if settings.cases is not None else absence_cases(order))]
     report_cases = {}
     for i, case in enumerate(cases):
         span = (60.0 + 35.0 * i / len(cases), 60.0 + 35.0 * (i + 1) / len(cases))
         fit = train_stage2(model, case, train_set, val_set, settings, progress, span)
         report_cases["+".join(case)] = {"best_epoch": fit.best_epoch, "val_oa": 100 * fit.best_accuracy,
                                         "history": fit.history}
-    validation = validation_accuracy(model, val_set, cases)
     report = {
         "class_counts": dict(zip(names, counts.tolist())), "modalities": order,
-        "stage1": {"best_epoch": stage1.best_epoch, "val_oa": 100 * stage1.best_accuracy, "history": stage1.history},
-        "stage2": report_cases, "validation": validation, "settings": settings.to_dict(),
-        "device": device.type, "seconds": time.perf_counter() - started, "text_encoder": encoder.name,
-        "grid": {"width": grid.width, "height": grid.height}, "n_train": len(train_set), "n_val": len(val_set),
+        "stage1": {"best_epoch": stage1.best_epoch, "val_oa": 100 * stage1.best_accuracy, "history": stage1.history,
+                   "seconds": stage1_seconds},
+        "stage2": report_cases, "validation": validation_accuracy(model, val_set, cases),
+        "settings": settings.to_dict(), "device": device.type, "text_encoder": encoder.name,
+        "n_train": len(train_set), "n_val": len(val_set),
     }
-    info = ModelInfo(values, names, palette, table.to_dict(), encoder.name, report)
-    save_model(out_model, model, info)
-    progress.set_progress(100.0)
-    progress.info(f"model written to {out_model} ({report['seconds']:.0f} s)")
-    return report
+    return model, report
 
 
 def validation_accuracy(model, samples, cases) -> dict:
@@ -257,11 +277,9 @@ def _check_bands(model, stack) -> None:
 def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource, *, fill: str = "prompts",
              device: str = "auto", json_path: str | None = None, progress: Progress | None = None) -> dict:
     """Accuracy of a model on reference labels, with the given subset of modalities."""
-    import torch
-
-    from . import metrics, raster_io, sampling
+    from . import raster_io
     from .model_file import load_model
-    from .training import predict_logits, resolve_device
+    from .training import resolve_device
 
     progress = progress or SilentProgress()
     if json_path:
@@ -278,30 +296,47 @@ def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource
     foreign = sorted(set(values) - set(info.class_values))
     if foreign:
         progress.info(f"reference classes {foreign} are not classes of the model and are ignored")
-    stats = {m: model.band_statistics(m) for m in arrays}
-    samples = sampling.make_samples(arrays, label_image, info.class_values, model.cfg.patch_size, stats)
-    if len(samples) == 0:
-        raise LvpcError("no reference pixel of the model's classes lies inside the layers; check the reference labels")
-    predicted = np.full(len(samples), -1)
-    codes = samples.available.astype(np.int64) @ (1 << np.arange(samples.available.shape[1]))
-    for code in np.unique(codes):
-        if code == 0:
-            continue
-        idx = np.flatnonzero(codes == code)
-        case = tuple(m for i, m in enumerate(arrays) if code >> i & 1)
-        windows = {m: torch.from_numpy(samples.windows[m][idx]) for m in case}
-        predicted[idx] = predict_logits(model, windows, model.ordered(case), fill).argmax(1).numpy()
-        check_cancel(progress)
-    scored = predicted >= 0
-    result = metrics.summarise(metrics.confusion(samples.labels[scored], predicted[scored], len(info.class_values)),
-                               info.class_names)
-    result["modalities"] = list(available)
-    result["fill"] = fill
-    result["unclassified_reference_pixels"] = int((~scored).sum())
+    absent = [n for n, v in zip(info.class_names, info.class_values) if v not in values]
+    if absent:
+        progress.info(f"the reference has no pixel of the model's classes {absent}")
+    result = evaluate_arrays(model, info.class_values, info.class_names, arrays, label_image, fill, progress)
     progress.info(f"OA {result['oa']:.2f} %, AA {result['aa']:.2f} %, kappa {result['kappa']:.2f} "
                   f"on {result['n']} reference pixels with {', '.join(available)}")
     if json_path:
         write_json(json_path, result)
+    return result
+
+
+def evaluate_arrays(model, class_values: list[int], class_names: list[str], arrays: dict[str, np.ndarray],
+                    label_image: np.ndarray, fill: str = "prompts", progress: Progress | None = None) -> dict:
+    """Metrics at the labelled pixels of in-memory arrays; each pixel uses the case of its valid modalities."""
+    import torch
+
+    from . import metrics, sampling
+    from .training import predict_logits
+
+    progress = progress or SilentProgress()
+    stats = {m: model.band_statistics(m) for m in arrays}
+    samples = sampling.make_samples(arrays, label_image, class_values, model.cfg.patch_size, stats)
+    if len(samples) == 0:
+        raise LvpcError("no reference pixel of the model's classes lies inside the layers; check the reference labels")
+    predicted = np.full(len(samples), -1)
+    codes = samples.available.astype(np.int64) @ (1 << np.arange(samples.available.shape[1]))
+    names = list(arrays)
+    for code in np.unique(codes):
+        if code == 0:
+            continue
+        idx = np.flatnonzero(codes == code)
+        case = model.ordered([m for i, m in enumerate(names) if code >> i & 1])
+        windows = {m: torch.from_numpy(samples.windows[m][idx]) for m in case}
+        predicted[idx] = predict_logits(model, windows, case, fill).argmax(1).numpy()
+        check_cancel(progress)
+    scored = predicted >= 0
+    result = metrics.summarise(metrics.confusion(samples.labels[scored], predicted[scored], len(class_values)),
+                               class_names)
+    result["modalities"] = list(model.ordered(names))
+    result["fill"] = fill
+    result["unclassified_reference_pixels"] = int((~scored).sum())
     return result
 
 

@@ -61,3 +61,23 @@ def test_cancel_stops_training():
     except Cancelled:
         return
     raise AssertionError("training did not stop")
+
+
+def test_ablations_build_and_train():
+    from lvpcnet_core.prompts import Compensator, Reconstructor
+
+    data = None
+    sizes = {}
+    for extra in ({"language": False}, {"compensation": "reconstruction"}):
+        model = tiny_model(extra=extra)
+        data = data or separable_samples(model.cfg, n_per_class=10)
+        settings = TrainSettings(**{**FAST, "epochs_stage1": 2, "epochs_stage2": 1, "modality_dropout": 0.5})
+        train_stage1(model, data, data, settings, SilentProgress())
+        train_stage2(model, ("hs",), data, data, settings, SilentProgress(), (60, 100))
+        sizes[type(model.compensators["hs->lidar"])] = model.compensators["hs->lidar"].n_parameters()
+        if extra.get("language") is False:
+            assert not torch.equal(model.text("hs"), torch.nn.functional.normalize(model.text_hs, dim=-1))
+    prompts = tiny_model()
+    prompts.add_case(("hs",))
+    assert isinstance(prompts.compensators["hs->lidar"], Compensator)
+    assert sizes[Reconstructor] > 20 * prompts.compensators["hs->lidar"].n_parameters()

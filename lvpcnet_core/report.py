@@ -1,0 +1,191 @@
+"""Self-contained HTML reports (inline SVG, no scripts, no external files) of a training run and of an evaluation.
+
+Plain strings from the dicts that `workflows.train` and `workflows.evaluate` return, so the QGIS algorithms and the
+command line write the same report, and a report opens in any browser, offline, years later.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+
+_STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; max-width: 60em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+caption { text-align: left; font-weight: bold; padding-bottom: 0.3em; }
+.big { font-size: 1.4em; }
+svg text { font-family: sans-serif; }
+"""
+# Okabe-Ito: distinguishable for colour-blind readers.
+_LINE_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>\n{body}\n</body></html>\n")
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "&ndash;" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _table(caption: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><caption>{caption}</caption><tr>{head}</tr>{body}</table>"
+
+
+def line_chart(series: dict[str, Sequence[tuple[float, float]]], title: str, y_label: str,
+               width: int = 560, height: int = 260) -> str:
+    """An SVG line chart of named (x, y) series with axes, ticks and a legend."""
+    points = [p for s in series.values() for p in s if not math.isnan(p[1])]
+    if not points:
+        return f"<p>{escape(title)}: no data.</p>"
+    left, right, top, bottom = 55, 150, 28, 40
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(0.0, min(p[1] for p in points)), max(p[1] for p in points)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * plot_w
+
+    def sy(y: float) -> float:
+        return top + plot_h - (y - y0) / (y1 - y0) * plot_h
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="{escape(title)}">',
+             f'<text x="{width / 2 - right / 2}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>']
+    for i in range(5):
+        y = y0 + (y1 - y0) * i / 4
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#eee"/>'
+                     f'<text x="{left - 4}" y="{sy(y) + 4:.1f}" text-anchor="end" font-size="10">{y:.3g}</text>')
+    for i in range(5):
+        x = x0 + (x1 - x0) * i / 4
+        parts.append(f'<text x="{sx(x):.1f}" y="{top + plot_h + 14}" text-anchor="middle" font-size="10">{x:.0f}</text>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" font-size="11">epoch</text>'
+                 f'<text x="12" y="{top + plot_h / 2}" text-anchor="middle" font-size="11" '
+                 f'transform="rotate(-90 12 {top + plot_h / 2})">{escape(y_label)}</text>')
+    for i, (name, values) in enumerate(series.items()):
+        color = _LINE_COLORS[i % len(_LINE_COLORS)]
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values if not math.isnan(y))
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{path}"/>'
+                     f'<line x1="{width - right + 10}" x2="{width - right + 28}" y1="{top + 8 + 16 * i}" '
+                     f'y2="{top + 8 + 16 * i}" stroke="{color}" stroke-width="3"/>'
+                     f'<text x="{width - right + 32}" y="{top + 12 + 16 * i}" font-size="11">{escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def confusion_svg(matrix: Sequence[Sequence[int]], names: Sequence[str], cell: int = 34) -> str:
+    """The confusion matrix as an SVG heat map, shaded by each reference row's share, counts written in the cells."""
+    n = len(names)
+    label_w = 8 + 7 * max((len(s) for s in names), default=1)
+    top = label_w + 20
+    width, height = label_w + 20 + n * cell + 10, top + n * cell + 10
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="confusion matrix">',
+             f'<text x="{label_w + 20 + n * cell / 2}" y="12" text-anchor="middle" font-size="11">predicted</text>',
+             f'<text x="10" y="{top + n * cell / 2}" text-anchor="middle" font-size="11" '
+             f'transform="rotate(-90 10 {top + n * cell / 2})">reference</text>']
+    for j, name in enumerate(names):
+        x = label_w + 20 + j * cell + cell / 2
+        parts.append(f'<text x="{x:.1f}" y="{top - 4}" font-size="10" transform="rotate(-60 {x:.1f} {top - 4})">'
+                     f'{escape(name)}</text>')
+    for i, row in enumerate(matrix):
+        total = sum(row) or 1
+        y = top + i * cell
+        parts.append(f'<text x="{label_w + 16}" y="{y + cell / 2 + 4}" text-anchor="end" font-size="10">'
+                     f'{escape(names[i])}</text>')
+        for j, count in enumerate(row):
+            share = count / total
+            # white -> blue for agreement, white -> vermilion for confusion
+            r, g, b = (0, 114, 178) if i == j else (213, 94, 0)
+            fill = tuple(round(255 - (255 - c) * share) for c in (r, g, b))
+            ink = "#fff" if share > 0.55 else "#000"
+            x = label_w + 20 + j * cell
+            parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="rgb{fill}" stroke="#ccc">'
+                         f'<title>{escape(names[i])} -> {escape(names[j])}: {count}</title></rect>'
+                         f'<text x="{x + cell / 2}" y="{y + cell / 2 + 4}" text-anchor="middle" font-size="10" '
+                         f'fill="{ink}">{count}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def training_report(report: dict, title: str = "LVPC training report") -> str:
+    """HTML of `workflows.train`'s result: class counts, loss and accuracy curves, validation accuracy per case."""
+    counts = report.get("class_counts", {})
+    total = sum(counts.values()) or 1
+    body = [f"<p>Modalities: <b>{escape(', '.join(report.get('modalities', [])))}</b>; text encoder "
+            f"<b>{escape(str(report.get('text_encoder', '')))}</b>; {report.get('n_train', 0)} training and "
+            f"{report.get('n_val', 0)} validation pixels; trained on {escape(str(report.get('device', '')))} in "
+            f"{_fmt(report.get('seconds'), 0)} s.</p>",
+            _table("Labelled pixels per class", ["class", "pixels", "share %"],
+                   [[escape(n), str(c), _fmt(100 * c / total, 1)] for n, c in counts.items()])]
+    stage1 = report.get("stage1", {})
+    history = stage1.get("history", [])
+    body.append(f"<h2>Stage 1: language-guided feature learning</h2><p>Best epoch {stage1.get('best_epoch')}, "
+                f"validation OA {_fmt(stage1.get('val_oa'))} %.</p>")
+    body.append(line_chart({"training loss": [(h["epoch"], h["loss"]) for h in history]}, "Stage 1 loss", "loss"))
+    body.append(line_chart({"validation OA": [(h["epoch"], 100 * h["val_oa"]) for h in history]},
+                           "Stage 1 validation accuracy", "OA %"))
+    stage2 = report.get("stage2", {})
+    if stage2:
+        body.append("<h2>Stage 2: visual prompts for each absence case</h2>")
+        body.append(line_chart({f"{case} available": [(h["epoch"], 100 * h["val_oa"]) for h in fit.get("history", [])]
+                                for case, fit in stage2.items()}, "Stage 2 validation accuracy", "OA %"))
+        body.append(_table("Best epoch per absence case", ["available modalities", "best epoch", "validation OA %"],
+                           [[escape(c), str(f.get("best_epoch")), _fmt(f.get("val_oa"))] for c, f in stage2.items()]))
+    validation = report.get("validation", {})
+    if validation:
+        rows = []
+        for key, oa in validation.items():
+            case, _, fill = key.partition("|")
+            rows.append([escape(case), "all present" if case.count("+") + 1 == len(report.get("modalities", []))
+                         else ("learned prompts" if fill == "prompts" else "zero-filled (ablation)"), _fmt(oa)])
+        body.append(_table("Validation accuracy by available modalities", ["available", "missing modalities as",
+                                                                           "OA %"], rows))
+    settings = report.get("settings", {})
+    if settings:
+        body.append(_table("Settings", ["setting", "value"], [[escape(k), escape(str(v))] for k, v in settings.items()]))
+    return _page(title, "\n".join(body))
+
+
+def evaluation_report(result: dict, title: str = "LVPC accuracy assessment") -> str:
+    """HTML of `workflows.evaluate`'s result: OA, AA, kappa, per-class accuracies, confusion matrix table and heat map."""
+    names = result["class_names"]
+    matrix = result["confusion"]
+    fill = result.get("fill", "prompts")
+    body = [f"<p class=\"big\">OA <b>{_fmt(result['oa'])} %</b> &middot; AA <b>{_fmt(result['aa'])} %</b> &middot; "
+            f"kappa <b>{_fmt(result['kappa'])}</b> (&times;100)</p>",
+            f"<p>{result['n']} reference pixels; available modalities: "
+            f"<b>{escape(', '.join(result.get('modalities', [])))}</b>"
+            f" (missing ones {'compensated by learned prompts' if fill == 'prompts' else 'zero-filled'})."
+            + (f" {result['unclassified_reference_pixels']} reference pixels had no data in any layer and are not "
+               "scored." if result.get("unclassified_reference_pixels") else "") + "</p>",
+            _table("Per-class accuracy", ["class", "reference pixels", "producer's accuracy %", "user's accuracy %"],
+                   [[escape(n), str(c["reference_pixels"]), _fmt(c["producers_accuracy"]), _fmt(c["users_accuracy"])]
+                    for n, c in result["per_class"].items()]),
+            _table("Confusion matrix (rows: reference, columns: predicted)", ["", *(escape(n) for n in names), "total"],
+                   [[f"<b>{escape(n)}</b>", *(str(v) for v in row), str(sum(row))] for n, row in zip(names, matrix)]),
+            confusion_svg(matrix, names)]
+    return _page(title, "\n".join(body))
+
+
+def write_html(path: str | os.PathLike, html: str) -> None:
+    """Written to a temporary file and renamed, so a failed run leaves no half report."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(html)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
