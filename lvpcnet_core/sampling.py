@@ -37,12 +37,13 @@ def extract_windows(array: np.ndarray, rows: np.ndarray, cols: np.ndarray, size:
                     mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Normalised (N, bands, size, size) windows centred on (rows, cols); nodata and outside become 0."""
     r = size // 2
-    normalised = (array - mean[:, None, None]) / std[:, None, None]
-    padded = np.pad(np.nan_to_num(normalised, nan=0.0, posinf=0.0, neginf=0.0), ((0, 0), (r, r), (r, r)))
+    padded = np.pad(array, ((0, 0), (r, r), (r, r)), constant_values=np.nan)
     offsets = np.arange(size)
     rr = rows[:, None, None] + offsets[None, :, None]
     cc = cols[:, None, None] + offsets[None, None, :]
-    return np.ascontiguousarray(padded[:, rr, cc].transpose(1, 0, 2, 3), dtype=np.float32)
+    windows = padded[:, rr, cc].transpose(1, 0, 2, 3)
+    windows = (windows - mean[None, :, None, None]) / std[None, :, None, None]
+    return np.ascontiguousarray(np.nan_to_num(windows, nan=0.0, posinf=0.0, neginf=0.0), dtype=np.float32)
 
 
 @dataclass
@@ -83,6 +84,12 @@ def make_samples(arrays: dict[str, np.ndarray], labels: np.ndarray, class_values
                  stats: dict[str, tuple[np.ndarray, np.ndarray]], max_per_class: int | None = None,
                  seed: int = 0) -> Samples:
     rows, cols, index = labelled_pixels(labels, class_values, max_per_class, seed)
+    return make_samples_at(arrays, rows, cols, index, size, stats)
+
+
+def make_samples_at(arrays: dict[str, np.ndarray], rows: np.ndarray, cols: np.ndarray, index: np.ndarray, size: int,
+                    stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> Samples:
+    """Samples at given pixels with given class indices."""
     windows = {m: extract_windows(a, rows, cols, size, *stats[m]) for m, a in arrays.items()}
     available = np.stack([centre_valid(a, rows, cols) for a in arrays.values()], axis=1)
     return Samples(windows, index, rows, cols, available)

@@ -308,8 +308,11 @@ def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource
 
 
 def evaluate_arrays(model, class_values: list[int], class_names: list[str], arrays: dict[str, np.ndarray],
-                    label_image: np.ndarray, fill: str = "prompts", progress: Progress | None = None) -> dict:
-    """Metrics at the labelled pixels of in-memory arrays; each pixel uses the case of its valid modalities."""
+                    label_image: np.ndarray, fill: str = "prompts", progress: Progress | None = None,
+                    chunk: int = 20000) -> dict:
+    """Metrics at the labelled pixels of in-memory arrays; each pixel uses the case of its valid modalities.
+
+    Windows are cut `chunk` pixels at a time, so a reference map of millions of pixels fits in memory."""
     import torch
 
     from . import metrics, sampling
@@ -317,22 +320,26 @@ def evaluate_arrays(model, class_values: list[int], class_names: list[str], arra
 
     progress = progress or SilentProgress()
     stats = {m: model.band_statistics(m) for m in arrays}
-    samples = sampling.make_samples(arrays, label_image, class_values, model.cfg.patch_size, stats)
-    if len(samples) == 0:
+    rows, cols, reference = sampling.labelled_pixels(label_image, class_values, None, 0)
+    if len(rows) == 0:
         raise LvpcError("no reference pixel of the model's classes lies inside the layers; check the reference labels")
-    predicted = np.full(len(samples), -1)
-    codes = samples.available.astype(np.int64) @ (1 << np.arange(samples.available.shape[1]))
+    predicted = np.full(len(rows), -1)
     names = list(arrays)
-    for code in np.unique(codes):
-        if code == 0:
-            continue
-        idx = np.flatnonzero(codes == code)
-        case = model.ordered([m for i, m in enumerate(names) if code >> i & 1])
-        windows = {m: torch.from_numpy(samples.windows[m][idx]) for m in case}
-        predicted[idx] = predict_logits(model, windows, case, fill).argmax(1).numpy()
-        check_cancel(progress)
+    for start in range(0, len(rows), chunk):
+        part = slice(start, start + chunk)
+        samples = sampling.make_samples_at(arrays, rows[part], cols[part], reference[part], model.cfg.patch_size, stats)
+        codes = samples.available.astype(np.int64) @ (1 << np.arange(len(names)))
+        for code in np.unique(codes):
+            if code == 0:
+                continue
+            idx = np.flatnonzero(codes == code)
+            case = model.ordered(m for i, m in enumerate(names) if code >> i & 1)
+            windows = {m: torch.from_numpy(samples.windows[m][idx]) for m in case}
+            predicted[start + idx] = predict_logits(model, windows, case, fill).argmax(1).numpy()
+            check_cancel(progress)
+    labels = reference
     scored = predicted >= 0
-    result = metrics.summarise(metrics.confusion(samples.labels[scored], predicted[scored], len(class_values)),
+    result = metrics.summarise(metrics.confusion(labels[scored], predicted[scored], len(class_values)),
                                class_names)
     result["modalities"] = list(model.ordered(names))
     result["fill"] = fill
