@@ -54,6 +54,10 @@ def save_model(path: str | os.PathLike, model: LVPCNet, info: ModelInfo) -> None
     try:
         save_file(tensors, tmp, metadata={"lvpc": json.dumps(meta)})
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise LvpcError(f"OUTPUT_MODEL: writing {target} failed ({exc.strerror or exc}): is the disk full? Free space "
+                        "or choose another folder; any previous model at that path was left as it was.") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

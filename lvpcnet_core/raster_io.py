@@ -10,6 +10,7 @@ from __future__ import annotations
 import colorsys
 import math
 import os
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -629,19 +630,38 @@ class ClassMapWriter:
         if codes.size and (codes.min() < 0 or codes.max() > 255 or not self._valid[codes].all()):
             raise ValueError(f"class codes {sorted(set(np.unique(codes).tolist()) - set(self.class_values) - {0})} "
                              "are not among the map's classes")
-        self._classes.GetRasterBand(1).WriteArray(codes.astype(np.uint8), xoff, yoff)
-        if self._confidence is not None:
-            if confidence is None:
-                raise ValueError("a confidence file is open: pass confidence for every block")
-            conf = np.asarray(confidence, dtype=np.float32).copy()
-            conf[codes == 0] = np.nan
-            self._confidence.GetRasterBand(1).WriteArray(conf, xoff, yoff)
+        if self._confidence is not None and confidence is None:
+            raise ValueError("a confidence file is open: pass confidence for every block")
+        try:
+            self._classes.GetRasterBand(1).WriteArray(codes.astype(np.uint8), xoff, yoff)
+            if self._confidence is not None:
+                conf = np.asarray(confidence, dtype=np.float32).copy()
+                conf[codes == 0] = np.nan
+                self._confidence.GetRasterBand(1).WriteArray(conf, xoff, yoff)
+        except RuntimeError as err:
+            failure = str(err)
+        else:
+            return
+        raise LvpcError(f"Writing the output {self.path} failed ({failure}): is the disk full? Free space or choose "
+                        "another folder; any previous file at that path was left as it was.")
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
         if exc_type is not None:
             self._discard()
             return
-        self._classes = self._confidence = None  # closes the files (and writes the .aux.xml with category names)
+        failure = None
+        try:
+            # A full disk shows up when GDAL flushes its cache: check it here, where it can still stop the rename.
+            self._classes.FlushCache()
+            if self._confidence is not None:
+                self._confidence.FlushCache()
+            self._classes = self._confidence = None  # closes the files (and writes the .aux.xml with category names)
+        except RuntimeError as err:
+            failure = str(err)  # kept as text: the exception's frames would keep the datasets open
+        if failure is not None:
+            self._discard()
+            raise LvpcError(f"Writing the output {self.path} failed ({failure}): is the disk full? Free space or "
+                            "choose another folder; any previous file at that path was left as it was.")
         qml_partial = _partial_path(_qml_path(self.path))
         with open(qml_partial, "w", encoding="utf-8") as f:
             f.write(paletted_qml(self.class_values, self.class_names, self.colors))
@@ -656,7 +676,15 @@ class ClassMapWriter:
 
     def _discard(self) -> None:
         """Close and delete the partial files; whatever lies at the targets stays as it was."""
-        self._classes = self._confidence = None
+        # Closing a file that failed to write repeats the failure from GDAL's destructor, which Python would print
+        # as "Exception ignored": the failure is already reported, so close these quietly.
+        hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        try:
+            self._classes = self._confidence = None
+        finally:
+            gdal.PopErrorHandler()
+            sys.unraisablehook = hook
         for target in self._targets():
             partial = _partial_path(target)
             for leftover in (partial, partial + ".aux.xml"):

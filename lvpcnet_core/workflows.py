@@ -56,6 +56,10 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, allow_nan=False, default=_jsonable)
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise LvpcError(f"writing {target} failed ({exc.strerror or exc}): is the disk full? Free space or choose "
+                        "another folder") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -333,7 +337,7 @@ def evaluate_arrays(model, class_values: list[int], class_names: list[str], arra
             if code == 0:
                 continue
             idx = np.flatnonzero(codes == code)
-            case = model.ordered(m for i, m in enumerate(names) if code >> i & 1)
+            case = model.ordered([m for i, m in enumerate(names) if code >> i & 1])
             windows = {m: torch.from_numpy(samples.windows[m][idx]) for m in case}
             predicted[start + idx] = predict_logits(model, windows, case, fill).argmax(1).numpy()
             check_cancel(progress)
