@@ -510,6 +510,8 @@ def _burn(features: list, codes: list[int], source_srs: osr.SpatialReference | N
     memory = ogr.GetDriverByName("Memory").CreateDataSource("")
     mem_layer = memory.CreateLayer("rois", srs=target_srs)
     mem_layer.CreateField(ogr.FieldDefn("code", ogr.OFTInteger))
+    pixel_area = abs(grid.geotransform[1] * grid.geotransform[5])
+    small = 0
     for (geometry, _), code in zip(features, codes):
         if transform is not None:
             try:
@@ -517,6 +519,9 @@ def _burn(features: list, codes: list[int], source_srs: osr.SpatialReference | N
             except RuntimeError as exc:
                 raise LvpcError(f"ROIs {path}: a feature cannot be reprojected to the grid's CRS ({exc}); "
                                 "check the ROI layer's CRS.") from exc
+        if geometry.GetDimension() == 2 and geometry.GetArea() < pixel_area:
+            geometry = geometry.Centroid()  # would burn no pixel centre: keep it as the pixel under its centre
+            small += 1
         feature = ogr.Feature(mem_layer.GetLayerDefn())
         feature.SetGeometry(geometry)
         feature.SetField("code", code)
@@ -525,6 +530,8 @@ def _burn(features: list, codes: list[int], source_srs: osr.SpatialReference | N
     target.SetGeoTransform(grid.geotransform)
     if grid.crs_wkt:
         target.SetProjection(grid.crs_wkt)
+    if small:
+        log(f"ROIs {path}: {small} polygon(s) smaller than a pixel were burned as the pixel under their centre")
     gdal.RasterizeLayer(target, [1], mem_layer, options=["ATTRIBUTE=code"])
     return target.ReadAsArray().astype(np.int32)
 

@@ -399,3 +399,23 @@ def test_brandenburg_10_20_60_m_groups_align_on_the_10_m_grid() -> None:
     assert len([m for m in messages if "bilinear" in m]) == 2
     labels = read_labels(str(BRANDENBURG / "labels_osm_10m.tif"), stack.grid, log=lambda m: None)
     assert labels.shape == (768, 1536) and set(np.unique(labels)) <= set(range(9))
+
+
+def test_polygons_smaller_than_a_pixel_burn_the_pixel_under_their_centre(tmp_path: Path) -> None:
+    grid = utm_grid()
+
+    def tiny_box(col: int, row: int) -> ogr.Geometry:
+        x, y = X0 + col * 10 + 1, Y0 - row * 10 - 1   # a 3 m square off the pixel centre
+        ring = ogr.Geometry(ogr.wkbLinearRing)
+        for px, py in ((x, y), (x + 3, y), (x + 3, y - 3), (x, y - 3), (x, y)):
+            ring.AddPoint_2D(px, py)
+        polygon = ogr.Geometry(ogr.wkbPolygon)
+        polygon.AddGeometry(ring)
+        return polygon
+
+    path = str(tmp_path / "tiny.gpkg")
+    write_vector(path, 32633, {"code": ogr.OFTInteger}, [(tiny_box(3, 4), {"code": 1}), (tiny_box(8, 9), {"code": 2})])
+    messages: list[str] = []
+    labels, values, _ = rasterize_rois(path, "code", grid, log=messages.append)
+    assert values == [1, 2] and labels[4, 3] == 1 and labels[9, 8] == 2 and np.count_nonzero(labels) == 2
+    assert any("smaller than a pixel" in m for m in messages)
