@@ -1,6 +1,10 @@
 """The provider's algorithms, one thin file each; add a new one to ALGORITHMS."""
 from __future__ import annotations
 
+from .classify import ClassifyAlgorithm
 from .describeclasses import DescribeClassesAlgorithm
+from .evaluate import EvaluateAlgorithm
+from .learnprompts import LearnPromptsAlgorithm
+from .train import TrainAlgorithm
 
-ALGORITHMS = [DescribeClassesAlgorithm]
+ALGORITHMS = [DescribeClassesAlgorithm, TrainAlgorithm, ClassifyAlgorithm, EvaluateAlgorithm, LearnPromptsAlgorithm]

@@ -9,14 +9,27 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterLayer,
 )
 
 from ..deps import PIP_NAMES, install_hint, missing_modules
+
+# Modality key of the engine -> (parameter name, label in the dialog); the order is the model's modality order.
+MODALITIES = {"hs": ("HS", "Hyperspectral image (HS)"), "lidar": ("LIDAR", "LiDAR raster (LIDAR)"),
+              "sar": ("SAR", "SAR image (SAR)")}
+DEVICES = ["auto", "cpu", "cuda"]
+FILLS = ["prompts", "zeros"]
+FILL_LABELS = ["Learned prompts (LVPCnet)", "Zero-filled (ablation: no compensation)"]
 
 
 class FeedbackProgress:
@@ -65,11 +78,85 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self) -> LvpcAlgorithm:  # noqa: N802 (QGIS API)
         return type(self)()
 
-    def add(self, parameter: QgsProcessingParameterDefinition, help_text: str) -> None:
+    MODEL = "MODEL"
+    ROIS = "ROIS"
+    CLASS_FIELD = "CLASS_FIELD"
+    LABELS = "LABELS"
+    FILL = "FILL"
+    DEVICE = "DEVICE"
+
+    def add(self, parameter: QgsProcessingParameterDefinition, help_text: str, advanced: bool = False) -> None:
         """Add a parameter with its help, written once: the tooltip and the help panel both show it."""
         parameter.setHelp(help_text)
+        if advanced:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self._help.append((parameter.description(), help_text))
         self.addParameter(parameter)
+
+    def add_model(self) -> None:
+        self.add(QgsProcessingParameterFile(self.MODEL, "LVPC model", extension="lvpc"),
+                 "A model file (.lvpc) written by <i>Train LVPCnet model</i>; it knows its modalities, classes and colours.")
+
+    def add_modalities(self, help_text: str) -> None:
+        """The HS, LIDAR and SAR raster parameters, all optional; `help_text` says which of them the algorithm needs."""
+        for key, (name, label) in MODALITIES.items():
+            self.add(QgsProcessingParameterRasterLayer(name, label, optional=True),
+                     f"{help_text} Layers on another CRS or pixel size are resampled onto the first given layer "
+                     "(the log says how). Must be a file that GDAL reads (GeoTIFF, ENVI, ...), not a web or database layer.")
+
+    def add_labels(self, purpose: str) -> None:
+        """ROIS + CLASS_FIELD or LABELS: the training or reference labels (`purpose` words the help)."""
+        self.add(QgsProcessingParameterFeatureSource(
+            self.ROIS, f"{purpose.capitalize()} polygons or points (ROIs)",
+            [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorPoint], optional=True),
+            f"Polygons or points with the {purpose} classes; every pixel whose centre is inside a polygon is used. "
+            "Give either this layer (with its class field) or a label raster. Selected features only and "
+            "temporary layers work.")
+        self.add(QgsProcessingParameterField(self.CLASS_FIELD, "Class field", parentLayerParameterName=self.ROIS,
+                                             optional=True),
+                 "The field of the ROIs that holds the class: a name (text; classes are then numbered 1, 2, ... "
+                 "in alphabetical order) or an integer code 1-255.")
+        self.add(QgsProcessingParameterRasterLayer(self.LABELS, f"{purpose.capitalize()} label raster", optional=True),
+                 f"Instead of ROIs: a raster of integer class codes 1-255, 0 where there is no {purpose} label.")
+
+    def add_fill(self) -> None:
+        self.add(QgsProcessingParameterEnum(self.FILL, "Missing modalities", options=FILL_LABELS, defaultValue=0),
+                 "How a missing layer (or a nodata pixel of one) is handled: <i>learned prompts</i> rebuild it "
+                 "from the layers that are there (the method); <i>zero-filled</i> is the ablation without "
+                 "compensation, to compare.", advanced=True)
+
+    def add_device(self) -> None:
+        self.add(QgsProcessingParameterEnum(self.DEVICE, "Processor", options=DEVICES, defaultValue=0),
+                 "<i>auto</i> uses an NVIDIA GPU (CUDA) when PyTorch sees one, else the CPU.", advanced=True)
+
+    def modalities(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, str]:
+        """Engine modality key -> file path of every given HS/LIDAR/SAR layer, in the model's order."""
+        paths = {key: self.raster_path(parameters, name, context) for key, (name, _) in MODALITIES.items()}
+        return {key: path for key, path in paths.items() if path}
+
+    def raster_path(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> str | None:
+        """The file behind a raster parameter; layers that are not files (WMS, database, memory) are refused."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            return None
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                f"{name}: layer '{layer.name()}' comes from the '{layer.providerType()}' provider, not from a file. "
+                "LVPC reads files: save it first (right-click > Export > Save As... GeoTIFF) and choose that file.")
+        return layer.source()
+
+    def label_source(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                     feedback: QgsProcessingFeedback):
+        """ROIS + CLASS_FIELD or LABELS as the engine's LabelSource; ROIs that are no file on disk are exported first."""
+        from lvpcnet_core.workflows import LabelSource
+
+        labels = self.raster_path(parameters, self.LABELS, context)
+        if self.parameterAsSource(parameters, self.ROIS, context) is None:
+            return LabelSource(raster=labels)
+        path, layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
+            parameters, self.ROIS, context, ["gpkg", "shp"], "gpkg", feedback)
+        return LabelSource(raster=labels, vector=path, layer=layer or None,
+                           class_field=self.parameterAsString(parameters, self.CLASS_FIELD, context) or None)
 
     def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
         items = "".join(f"<dt><b>{label}</b></dt><dd>{text}</dd>" for label, text in self._help)

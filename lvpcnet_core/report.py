@@ -111,7 +111,7 @@ def confusion_svg(matrix: Sequence[Sequence[int]], names: Sequence[str], cell: i
             ink = "#fff" if share > 0.55 else "#000"
             x = label_w + 20 + j * cell
             parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="rgb{fill}" stroke="#ccc">'
-                         f'<title>{escape(names[i])} -> {escape(names[j])}: {count}</title></rect>'
+                         f'<title>{escape(names[i])} &rarr; {escape(names[j])}: {count}</title></rect>'
                          f'<text x="{x + cell / 2}" y="{y + cell / 2 + 4}" text-anchor="middle" font-size="10" '
                          f'fill="{ink}">{count}</text>')
     parts.append("</svg>")

@@ -1,0 +1,92 @@
+"""HTML reports: well-formed, self-contained, and showing the numbers they are given."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from lvpcnet_core import report
+
+EVALUATION = {"oa": 87.5, "aa": 80.25, "kappa": 71.0, "n": 8, "modalities": ["lidar"], "fill": "prompts",
+              "unclassified_reference_pixels": 2, "class_names": ["forest", "water & <lake>"],
+              "confusion": [[5, 1], [0, 2]],
+              "per_class": {"forest": {"producers_accuracy": 83.33, "users_accuracy": 100.0, "reference_pixels": 6},
+                            "water & <lake>": {"producers_accuracy": 100.0, "users_accuracy": None,
+                                               "reference_pixels": 2}}}
+TRAINING = {"class_counts": {"forest": 30, "water": 10}, "modalities": ["hs", "lidar"], "text_encoder": "minilm",
+            "n_train": 34, "n_val": 6, "device": "cpu", "seconds": 3.2,
+            "stage1": {"best_epoch": 2, "val_oa": 83.3, "history": [{"epoch": 1, "loss": 2.0, "val_oa": 0.5},
+                                                                    {"epoch": 2, "loss": 1.5, "val_oa": 0.833}]},
+            "stage2": {"lidar": {"best_epoch": 1, "val_oa": 66.7, "history": [{"epoch": 1, "loss": 1.0, "val_oa": 0.667}]}},
+            "validation": {"hs+lidar|prompts": 83.3, "lidar|prompts": 66.7, "lidar|zeros": 50.0},
+            "settings": {"epochs_stage1": 2}}
+
+
+class Balance(HTMLParser):
+    """Counts open and closed elements (void elements excluded), and collects text."""
+
+    VOID = {"meta", "br", "img", "rect", "line", "polyline"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs) -> None:
+        pass
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in self.VOID:
+            assert self.stack.pop() == tag
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(html: str) -> str:
+    parser = Balance()
+    parser.feed(html)
+    assert parser.stack == []
+    return " ".join(parser.text)
+
+
+def test_evaluation_report_shows_numbers_matrix_and_escapes_names() -> None:
+    html = report.evaluation_report(EVALUATION)
+    text = parse(html)
+    assert "87.50 %" in text and "80.25 %" in text and "71.00" in text
+    assert "water & <lake>" in text and "<lake>" not in html  # escaped in the markup
+    assert "2 reference pixels had no data" in text
+    svg = re.search(r"<svg.*?</svg>", html, re.S).group(0)
+    assert svg.count("<rect") == 4  # one cell per matrix entry
+    assert "forest &rarr; water &amp; &lt;lake&gt;: 1" in svg
+    assert "http" not in html.replace("http://www.w3.org/2000/svg", "")  # nothing fetched from outside
+
+
+def test_training_report_has_curves_counts_and_cases() -> None:
+    html = report.training_report(TRAINING)
+    text = parse(html)
+    assert html.count("<svg") == 3  # stage-1 loss, stage-1 accuracy, stage-2 accuracy
+    assert "75.0" in text and "25.0" in text  # class shares
+    assert "zero-filled (ablation)" in text and "learned prompts" in text and "all present" in text
+    points = re.findall(r'points="([^"]+)"', html)
+    assert len(points[0].split()) == 2  # two stage-1 epochs
+
+
+def test_line_chart_without_data_says_so() -> None:
+    assert "no data" in report.line_chart({"a": []}, "Empty", "y")
+
+
+def test_write_html_is_atomic(tmp_path: Path) -> None:
+    target = tmp_path / "r.html"
+    target.write_text("old", encoding="utf-8")
+    with pytest.raises(TypeError):
+        report.write_html(target, None)  # type: ignore[arg-type]
+    assert target.read_text(encoding="utf-8") == "old" and [p.name for p in tmp_path.iterdir()] == ["r.html"]
+    report.write_html(target, "<p>new</p>")
+    assert target.read_text(encoding="utf-8") == "<p>new</p>"

@@ -1,0 +1,265 @@
+"""train, classify, evaluate and learnprompts through processing.run in a headless QGIS, on a small scene.
+
+One model is trained per module (a few seconds with tiny epochs) and reused by the other tests.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from .scene import CLASSES, SIZE, Scene, make_scene
+
+pytestmark = pytest.mark.qgis
+
+FAST = {"TEXT_ENCODER": "minilm", "EPOCHS_STAGE1": 3, "EPOCHS_STAGE2": 2, "PATCH_SIZE": 5, "DEVICE": 1}
+# The ROI layer's categorized style: class value -> (label, colour); the model must take both.
+STYLE = {"built-up": ("Built-up area", (200, 30, 30)), "forest": ("Forest", (20, 120, 40)),
+         "water": ("Open water", (30, 60, 220))}
+
+
+class Recorder:
+    """A QgsProcessingFeedback that keeps the log, and cancels at the first progress report when asked to."""
+
+    def __new__(cls, cancel_at_first_progress: bool = False):
+        from qgis.core import QgsProcessingFeedback
+
+        class _Recorder(QgsProcessingFeedback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.messages: list[str] = []
+                self.percents: list[float] = []
+
+            def pushInfo(self, info: str) -> None:  # noqa: N802 (QGIS API)
+                self.messages.append(info)
+                super().pushInfo(info)
+
+            def setProgress(self, percent: float) -> None:  # noqa: N802 (QGIS API)
+                self.percents.append(percent)
+                super().setProgress(percent)
+                if cancel_at_first_progress:
+                    self.cancel()
+
+        return _Recorder()
+
+
+def run(algorithm, parameters: dict, feedback=None, on_finish=None) -> tuple[dict, object, object]:
+    """processing.run with context and feedback kept referenced; returns (results, context, feedback)."""
+    import processing
+    from qgis.core import QgsProcessingContext
+
+    context = QgsProcessingContext()
+    feedback = feedback or Recorder()
+    results = processing.run(algorithm, parameters, context=context, feedback=feedback, onFinish=on_finish)
+    return results, context, feedback
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
+    return make_scene(tmp_path_factory.mktemp("scene"))
+
+
+@pytest.fixture(scope="module")
+def styled_rois(lvpc_plugin, scene: Scene):
+    """The ROIs as a project layer with a categorized renderer on 'class', as an analyst would have them."""
+    from qgis.core import (QgsCategorizedSymbolRenderer, QgsProject, QgsRendererCategory, QgsSymbol,
+                           QgsVectorLayer, QgsWkbTypes)
+    from qgis.PyQt.QtGui import QColor
+
+    layer = QgsVectorLayer(f"{scene.rois}|layername=rois", "rois", "ogr")
+    assert layer.isValid()
+    categories = []
+    for value, (label, rgb) in STYLE.items():
+        symbol = QgsSymbol.defaultSymbol(QgsWkbTypes.PolygonGeometry)
+        symbol.setColor(QColor(*rgb))
+        categories.append(QgsRendererCategory(value, symbol, label))
+    layer.setRenderer(QgsCategorizedSymbolRenderer("class", categories))
+    QgsProject.instance().addMapLayer(layer)
+    yield layer
+    QgsProject.instance().removeMapLayer(layer.id())
+
+
+@pytest.fixture(scope="module")
+def trained(styled_rois, scene: Scene, tmp_path_factory: pytest.TempPathFactory):
+    """(model path, report path, feedback) of one lvpc:train run on the styled ROI layer."""
+    out = tmp_path_factory.mktemp("model")
+    results, _, feedback = run("lvpc:train", {
+        "HS": str(scene.hs), "LIDAR": str(scene.lidar), "ROIS": styled_rois, "CLASS_FIELD": "class", **FAST,
+        "OUTPUT_MODEL": str(out / "model.lvpc"), "REPORT": str(out / "report.html")})
+    return Path(results["OUTPUT_MODEL"]), Path(results["REPORT"]), feedback
+
+
+def test_train_defaults_are_the_engines(plugin_package) -> None:
+    from lvpcnet_core.training import TrainSettings
+
+    from lvpc.algorithms.train import DEFAULTS
+
+    engine = {f.name: f.default for f in fields(TrainSettings)}
+    assert DEFAULTS == {key: engine[key] for key in DEFAULTS}
+
+
+def test_train_writes_model_with_the_layer_style_and_a_report(trained) -> None:
+    from lvpcnet_core.model_file import read_metadata
+
+    model, report, feedback = trained
+    meta = read_metadata(model)
+    assert meta["class_values"] == [1, 2, 3]  # text field: sorted names
+    assert meta["class_names"] == [STYLE[c][0] for c in CLASSES]
+    assert [tuple(c) for c in meta["colors"]] == [STYLE[c][1] for c in CLASSES]
+    assert meta["config"]["modalities"] == ["hs", "lidar"] and meta["config"]["patch_size"] == 5
+    assert meta["report"]["settings"]["epochs_stage1"] == 3 and meta["report"]["settings"]["device"] == "cpu"
+    log = "\n".join(feedback.messages)
+    assert "lidar" in log.lower() and "20" in log  # what was resampled, from 20 m
+    assert "all-MiniLM" in log
+    assert feedback.percents and max(feedback.percents) == 100
+    html = report.read_text(encoding="utf-8")
+    assert html.count("<svg") >= 3 and "Built-up area" in html and "lidar available" in html
+
+
+def test_classify_full_and_lidar_only_loads_styled(lvpc_plugin, trained, scene: Scene, tmp_path: Path) -> None:
+    """Run as the dialog runs it: the map is loaded into the project with the model's classes in its legend."""
+    from processing.gui.Postprocessing import handleAlgorithmResults
+    from qgis.core import QgsPalettedRasterRenderer, QgsProcessingOutputLayerDefinition, QgsProject
+
+    model = str(trained[0])
+    out, confidence = tmp_path / "map.tif", tmp_path / "confidence.tif"
+    results, _, feedback = run("lvpc:classify", {
+        "MODEL": model, "HS": str(scene.hs), "LIDAR": str(scene.lidar), "DEVICE": 1,
+        "OUTPUT": QgsProcessingOutputLayerDefinition(str(out), QgsProject.instance()), "CONFIDENCE": str(confidence)},
+        on_finish=lambda alg, context, feedback: handleAlgorithmResults(alg, context, feedback, False))
+    assert results["OUTPUT"] == str(out) and results["CONFIDENCE"] == str(confidence)
+    ds = gdal.Open(str(out))
+    assert (ds.RasterXSize, ds.RasterYSize) == (SIZE, SIZE)
+    assert ds.GetGeoTransform() == gdal.Open(str(scene.hs)).GetGeoTransform()
+    classes = ds.ReadAsArray()
+    assert set(np.unique(classes)) <= {1, 2, 3}
+    band = ds.GetRasterBand(1)
+    assert band.GetCategoryNames()[1:4] == [STYLE[c][0] for c in CLASSES]
+    assert band.GetColorTable().GetColorEntry(3)[:3] == STYLE["water"][1]
+    conf = gdal.Open(str(confidence)).ReadAsArray()
+    assert conf.dtype == np.float32 and np.nanmin(conf) > 0 and np.nanmax(conf) <= 1
+    (layer,) = QgsProject.instance().mapLayersByName("Classified map")
+    renderer = layer.renderer()
+    assert isinstance(renderer, QgsPalettedRasterRenderer)
+    assert [(c.value, c.label, c.color.name()) for c in renderer.classes()] == [
+        (i + 1, STYLE[c][0], "#{:02x}{:02x}{:02x}".format(*STYLE[c][1])) for i, c in enumerate(CLASSES)]
+    QgsProject.instance().removeMapLayer(layer.id())
+
+    lidar_only = tmp_path / "lidar_only.tif"
+    run("lvpc:classify", {"MODEL": model, "LIDAR": str(scene.lidar), "DEVICE": 1, "OUTPUT": str(lidar_only)})
+    ds = gdal.Open(str(lidar_only))
+    assert (ds.RasterXSize, ds.RasterYSize) == (SIZE // 2, SIZE // 2)  # the LIDAR grid: the first given layer
+    assert set(np.unique(ds.ReadAsArray())) <= {1, 2, 3}
+    assert lidar_only.with_suffix(".qml").is_file()
+
+
+def test_classify_extent_and_mask(lvpc_plugin, trained, scene: Scene, tmp_path: Path) -> None:
+    from qgis.core import QgsFeature, QgsGeometry, QgsRectangle, QgsVectorLayer
+
+    mask = QgsVectorLayer("Polygon?crs=EPSG:32633", "mask", "memory")  # a temporary layer: exported for the engine
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromRect(QgsRectangle(500000, 5099800, 500100, 5100000)))  # 10 x 20 px
+    mask.dataProvider().addFeatures([feature])
+    out = tmp_path / "part.tif"
+    run("lvpc:classify", {"MODEL": str(trained[0]), "HS": str(scene.hs), "LIDAR": str(scene.lidar), "DEVICE": 1,
+                          "EXTENT": "500000,500200,5099700,5100000 [EPSG:32633]", "MASK": mask, "OUTPUT": str(out)})
+    classes = gdal.Open(str(out)).ReadAsArray()
+    assert classes.shape == (30, 20)
+    assert (classes[:20, :10] > 0).all() and (classes[20:] == 0).all() and (classes[:, 10:] == 0).all()
+
+
+def test_evaluate_outputs_numbers_report_and_json(lvpc_plugin, trained, scene: Scene, tmp_path: Path) -> None:
+    html, js = tmp_path / "accuracy.html", tmp_path / "accuracy.json"
+    results, _, _ = run("lvpc:evaluate", {"MODEL": str(trained[0]), "HS": str(scene.hs), "LIDAR": str(scene.lidar),
+                                          "LABELS": str(scene.labels), "DEVICE": 1,
+                                          "OUTPUT_HTML": str(html), "OUTPUT_JSON": str(js)})
+    data = json.loads(js.read_text(encoding="utf-8"))
+    assert results["OA"] == pytest.approx(data["oa"]) and results["KAPPA"] == pytest.approx(data["kappa"])
+    assert results["AA"] == pytest.approx(data["aa"]) and 0 <= results["OA"] <= 100
+    assert data["n"] == 15 * 15 and data["modalities"] == ["hs", "lidar"]
+    page = html.read_text(encoding="utf-8")
+    assert "confusion matrix" in page and "<svg" in page and "Open water" in page
+
+
+def test_evaluate_with_temporary_roi_layer_and_one_modality(lvpc_plugin, trained, scene: Scene,
+                                                             tmp_path: Path) -> None:
+    """A memory layer of reference polygons (text classes) works: exported for the engine, names mapped to codes."""
+    from qgis.core import QgsFeatureRequest, QgsVectorLayer
+
+    rois = QgsVectorLayer(f"{scene.rois}|layername=rois", "rois", "ogr").materialize(QgsFeatureRequest())
+    assert rois.providerType() == "memory"
+    # the model knows its classes by the style's labels; the reference layer must use them too
+    for feature in rois.getFeatures():
+        rois.dataProvider().changeAttributeValues(
+            {feature.id(): {rois.fields().lookupField("class"): STYLE[feature["class"]][0]}})
+    results, _, _ = run("lvpc:evaluate", {"MODEL": str(trained[0]), "LIDAR": str(scene.lidar), "ROIS": rois,
+                                          "CLASS_FIELD": "class", "FILL": 1, "DEVICE": 1,
+                                          "OUTPUT_HTML": str(tmp_path / "a.html")})
+    assert 0 <= results["OA"] <= 100
+
+
+def test_learnprompts_writes_a_new_model_and_keeps_the_old(lvpc_plugin, trained, scene: Scene,
+                                                           tmp_path: Path) -> None:
+    from lvpcnet_core.model_file import read_metadata
+
+    before = trained[0].read_bytes()
+    out = tmp_path / "relearned.lvpc"
+    run("lvpc:learnprompts", {"MODEL": str(trained[0]), "HS": str(scene.hs), "LIDAR": str(scene.lidar),
+                              "LABELS": str(scene.labels), "AVAILABLE": [1], "EPOCHS": 1, "DEVICE": 1,
+                              "OUTPUT_MODEL": str(out)})
+    assert trained[0].read_bytes() == before
+    meta = read_metadata(out)
+    assert meta["report"]["stage2"]["lidar"]["best_epoch"] == 1
+    assert meta["class_names"] == read_metadata(trained[0])["class_names"]
+
+
+def test_cancelled_classify_and_train_leave_no_output(lvpc_plugin, trained, scene: Scene, tmp_path: Path) -> None:
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="cancelled"):
+        run("lvpc:classify", {"MODEL": str(trained[0]), "HS": str(scene.hs), "LIDAR": str(scene.lidar),
+                              "DEVICE": 1, "BLOCK_SIZE": 16, "OUTPUT": str(tmp_path / "map.tif"),
+                              "CONFIDENCE": str(tmp_path / "conf.tif")}, feedback=Recorder(True))
+    with pytest.raises(QgsProcessingException, match="cancelled"):
+        run("lvpc:train", {"HS": str(scene.hs), "LIDAR": str(scene.lidar), "ROIS": str(scene.rois),
+                           "CLASS_FIELD": "code", **FAST, "OUTPUT_MODEL": str(tmp_path / "m.lvpc"),
+                           "REPORT": str(tmp_path / "r.html")}, feedback=Recorder(True))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_a_raster_that_is_not_a_file(lvpc_plugin, trained, tmp_path: Path) -> None:
+    from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer
+
+    wms = QgsRasterLayer("type=xyz&url=http://localhost:9/{z}/{x}/{y}.png&zmax=19&zmin=0", "tiles", "wms")
+    assert wms.isValid()
+    QgsProject.instance().addMapLayer(wms)
+    try:
+        with pytest.raises(QgsProcessingException, match="LIDAR: layer 'tiles' comes from the 'wms' provider"):
+            run("lvpc:classify", {"MODEL": str(trained[0]), "LIDAR": wms, "OUTPUT": str(tmp_path / "m.tif")})
+    finally:
+        QgsProject.instance().removeMapLayer(wms.id())
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_graphical_model_chains_describe_train_classify_evaluate(lvpc_plugin, scene: Scene, tmp_path: Path) -> None:
+    """tests/qgis/models/lvpc_chain.model3 (made by make_lvpc_chain.py) runs end to end and yields OA."""
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(Path(__file__).parent / "models" / "lvpc_chain.model3"))
+    assert [model.childAlgorithm(c).algorithmId() for c in ("describe", "train", "classify", "evaluate")] == [
+        "lvpc:describeclasses", "lvpc:train", "lvpc:classify", "lvpc:evaluate"]
+    out_map, report = tmp_path / "map.tif", tmp_path / "accuracy.html"
+    results, _, _ = run(model, {"hs": str(scene.hs), "lidar": str(scene.lidar), "rois": str(scene.rois),
+                                "class_field": "class", "reference": str(scene.rois), "epochs_stage1": 3,
+                                "epochs_stage2": 2, "text_encoder": "minilm",
+                                "classify:Classified map": str(out_map), "evaluate:Accuracy report": str(report)})
+    assert results["classify:Classified map"] == str(out_map) and out_map.with_suffix(".qml").is_file()
+    assert set(np.unique(gdal.Open(str(out_map)).ReadAsArray())) <= {1, 2, 3}
+    evaluated = results["CHILD_RESULTS"]["evaluate"]
+    assert 0 <= evaluated["OA"] <= 100 and evaluated["OUTPUT_HTML"] == str(report)
+    assert f"{evaluated['OA']:.2f} %" in report.read_text(encoding="utf-8")

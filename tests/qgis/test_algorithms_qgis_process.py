@@ -1,0 +1,63 @@
+"""lvpc:train, lvpc:classify and lvpc:evaluate under the real qgis_process binary (QGIS's own Python), on files."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from .scene import CLASSES, SIZE, make_scene
+
+pytestmark = pytest.mark.qgis
+
+
+def test_train_classify_evaluate_with_json(qgis_process, tmp_path: Path) -> None:
+    scene = make_scene(tmp_path / "scene")
+    model = tmp_path / "model.lvpc"
+    trained = qgis_process.run_json("lvpc:train", HS=scene.hs, LIDAR=scene.lidar, ROIS=scene.rois, CLASS_FIELD="class",
+                                    TEXT_ENCODER="minilm", PATCH_SIZE=5, EPOCHS_STAGE1=2, EPOCHS_STAGE2=1, DEVICE=1,
+                                    OUTPUT_MODEL=model)
+    assert trained["algorithm_details"]["id"] == "lvpc:train"
+    assert Path(trained["results"]["OUTPUT_MODEL"]) == model and model.stat().st_size > 0
+    log = "\n".join(trained["log"]["info"])
+    assert "Reference grid from 'hs'" in log and "lidar: resampled from 20 m to 10 m" in log
+
+    out = tmp_path / "map.tif"
+    classified = qgis_process.run_json("lvpc:classify", MODEL=model, HS=scene.hs, LIDAR=scene.lidar, DEVICE=1,
+                                       OUTPUT=out)
+    assert Path(classified["results"]["OUTPUT"]) == out
+    ds = gdal.Open(str(out))
+    assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (SIZE, SIZE, 1)
+    assert ds.GetGeoTransform() == gdal.Open(str(scene.hs)).GetGeoTransform()
+    band = ds.GetRasterBand(1)
+    assert band.DataType == gdal.GDT_Byte and band.GetNoDataValue() == 0
+    assert set(np.unique(band.ReadAsArray())) <= {1, 2, 3}
+    assert band.GetCategoryNames()[1:4] == CLASSES  # no categorized style: the names of the text field
+    assert band.GetColorTable() is not None
+    qml = out.with_suffix(".qml").read_text(encoding="utf-8")
+    assert qml.count("<paletteEntry") == 3 and all(f'label="{name}"' in qml for name in CLASSES)
+
+    evaluated = qgis_process.run_json("lvpc:evaluate", MODEL=model, LIDAR=scene.lidar, ROIS=scene.rois,
+                                      CLASS_FIELD="class", DEVICE=1,
+                                      OUTPUT_HTML=tmp_path / "accuracy.html")
+    assert 0 <= evaluated["results"]["OA"] <= 100 and (tmp_path / "accuracy.html").is_file()
+
+
+def test_train_without_torch_says_what_to_install(make_qgis_process, repo_root: Path, tmp_path: Path) -> None:
+    """A plugin copy without .venv (as installed from the zip), on QGIS's Python that has no torch."""
+    plugins = tmp_path / "plugins"
+    shutil.copytree(repo_root, plugins / "lvpc", ignore=shutil.ignore_patterns(
+        ".venv", ".git", "tests", "dist", "bench", "__pycache__", ".pytest_cache", ".hypothesis", "output"))
+    scene = make_scene(tmp_path / "scene")
+    qgis_process = make_qgis_process(plugins)
+    done = qgis_process("run", "lvpc:train", "--", f"HS={scene.hs}", f"LIDAR={scene.lidar}", f"ROIS={scene.rois}",
+                        "CLASS_FIELD=class", f"OUTPUT_MODEL={tmp_path / 'm.lvpc'}",
+                        env={"LVPC_PYTHONPATH": "", "PYTHONPATH": ""})
+    if done.returncode == 0:
+        pytest.fail("lvpc:train ran although QGIS's Python should lack torch")
+    message = done.stdout + done.stderr
+    assert "LVPC needs the Python package(s)" in message and "torch" in message
+    assert f"{plugins / 'lvpc' / '.venv'}/bin/python -m pip install torch==" in message
+    assert not (tmp_path / "m.lvpc").exists()
