@@ -43,3 +43,12 @@ deploy:
 		echo "deploy: $(PLUGINS_DIR)/lvpc exists and is not a link; remove it (an installed copy?) first" >&2; exit 1; fi
 	ln -sfn "$(CURDIR)" "$(PLUGINS_DIR)/lvpc"
 	@echo "deploy: $(PLUGINS_DIR)/lvpc -> $(CURDIR); enable LVPC in QGIS (Plugins > Manage and Install Plugins)"
+
+# Accuracy benchmark (issue 6): Table-1 layout per scene under docs/benchmarks/; resumable (cached per run), hours on 2 cores.
+.PHONY: bench-accuracy
+BENCH_SEEDS ?= 0 1 2
+BENCH_DATA ?= ../shared/data
+bench-accuracy: setup
+	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset trento --data $(BENCH_DATA)/trento_lidar --train-per-class 0 --test-per-class 0 --seeds $(BENCH_SEEDS)
+	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset slovenia --data $(BENCH_DATA)/slovenia --seeds $(BENCH_SEEDS)
+	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset brandenburg --data $(BENCH_DATA)/brandenburg --seeds $(BENCH_SEEDS)

@@ -1,0 +1,335 @@
+"""Accuracy benchmark in the layout of the paper's Table 1: methods x test modality sets, OA / AA / kappa.
+
+    python -m bench.accuracy --dataset slovenia --data ../shared/data/slovenia --seeds 0 1 2
+
+Every (method, seed) run is cached as JSON under `<out>/runs/<dataset>/`, so an interrupted benchmark continues
+where it stopped (a cached run is reused only when its settings match). The table is rebuilt from the cache:
+`<out>/<dataset>.md` and `<out>/<dataset>.json`.
+
+Methods (rows). All neural models use the same engine, settings, training pixels and seed:
+- `<m>-net`: single-modality model, trained and tested on modality m only (its stage 1 alone).
+- `LVPC`: the full model; missing modalities compensated by the learned prompts (stage 2).
+- `vp1 zero-fill`: the same trained model, missing modalities zero-filled (no prompts).
+- `vp2 reconstruction`: stage 2 learns a small CNN per case that rebuilds the missing input (no prompts).
+- `v1 no language`: learnable class prototypes instead of text features, with prompts.
+- `modality dropout`: stage 1 zeroes a random modality of 30 % of the samples; tested zero-filled.
+- `RandomForest`: scikit-learn, centre-pixel values; for a test set with a modality missing it is trained on the
+  available modalities only (one forest per test set, i.e. it knows in advance which modality will be missing).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.datasets import Scene, load_scene
+
+ROWS = ["single", "lvpc", "vp1", "vp2", "v1", "dropout", "rf"]
+LABELS = {"lvpc": "LVPC (prompts)", "vp1": "vp1 zero-fill", "vp2": "vp2 reconstruction",
+          "v1": "v1 no language (prototypes)", "dropout": "modality dropout 0.3 (zero-fill)",
+          "rf": "RandomForest (per test set)"}
+UNITS = ["single", "lvpc", "vp2", "v1", "dropout", "rf"]   # what is trained; lvpc's model also gives vp1
+
+
+def test_sets(modalities: list[str]) -> list[tuple[str, ...]]:
+    """Columns: the complete set, then every absence case (largest first)."""
+    from lvpcnet_core.network import absence_cases
+
+    return [tuple(modalities), *(absence_cases(modalities) if len(modalities) > 1 else [])]
+
+
+def column(test_set: tuple[str, ...], modalities: list[str]) -> str:
+    if len(test_set) == len(modalities):
+        return "complete"
+    return "w/o " + ", ".join(m for m in modalities if m not in test_set)
+
+
+def capped_labels(labels: np.ndarray, values: list[int], cap: int | None, seed: int = 12345) -> np.ndarray:
+    """At most `cap` pixels per class (seeded, the same for every method and seed); None keeps all."""
+    from lvpcnet_core.sampling import labelled_pixels
+
+    rows, cols, index = labelled_pixels(labels, values, cap, seed)
+    out = np.zeros_like(labels)
+    out[rows, cols] = np.asarray(values)[index]
+    return out
+
+
+def _scores(result: dict) -> dict:
+    return {"oa": result["oa"], "aa": result["aa"], "kappa": result["kappa"], "n": result["n"],
+            "per_class": {k: v["producers_accuracy"] for k, v in result["per_class"].items()}}
+
+
+class Runner:
+    """Trains and scores one (unit, seed) of a scene; results are plain dicts of cells {row: {column: scores}}."""
+
+    def __init__(self, scene: Scene, test: np.ndarray, args: argparse.Namespace) -> None:
+        from lvpcnet_core import text_encoders
+
+        self.scene, self.test, self.args = scene, test, args
+        self.modalities = list(scene.arrays)
+        self.encoder = text_encoders.load_text_encoder(args.text_encoder, log=lambda _: None)
+
+    def settings(self, seed: int, **changes):
+        from lvpcnet_core.training import TrainSettings
+
+        a = self.args
+        return TrainSettings(epochs_stage1=a.epochs1, epochs_stage2=a.epochs2, patience=a.patience,
+                             max_samples_per_class=a.train_per_class, seed=seed, device="cpu", threads=a.threads,
+                             **changes)
+
+    def fit(self, modalities: list[str], settings):
+        from lvpcnet_core import language
+        from lvpcnet_core.progress import SilentProgress
+        from lvpcnet_core.workflows import fit_arrays
+
+        s = self.scene
+        table = language.build_descriptions(s.class_names, modalities, log=lambda _: None)
+        arrays = {m: s.arrays[m] for m in modalities}
+        return fit_arrays(arrays, s.train, s.class_values, s.class_names, table, self.encoder, settings,
+                          SilentProgress())
+
+    def score(self, model, test_set: tuple[str, ...], fill: str) -> dict:
+        from lvpcnet_core.workflows import evaluate_arrays
+
+        s = self.scene
+        arrays = {m: s.arrays[m] for m in test_set}
+        return _scores(evaluate_arrays(model, s.class_values, s.class_names, arrays, self.test, fill))
+
+    def run(self, unit: str, seed: int) -> dict:
+        sets = test_sets(self.modalities)
+        if unit == "rf":
+            return {"cells": {"rf": {column(t, self.modalities): self.forest(t, seed) for t in sets}}}
+        if unit == "single":
+            cells, extra = {}, {}
+            for m in self.modalities:
+                model, report = self.fit([m], self.settings(seed))
+                cells[f"{m}-net"] = {column((m,), self.modalities) if len(self.modalities) > 1 else "complete":
+                                     self.score(model, (m,), "prompts")}
+                extra[m] = _report(report)
+            return {"cells": cells, "training": extra}
+        changes = {"v1": {"language": False}, "vp2": {"compensation": "reconstruction"},
+                   "dropout": {"modality_dropout": 0.3, "cases": []}}.get(unit, {})
+        model, report = self.fit(self.modalities, self.settings(seed, **changes))
+        fill = "zeros" if unit == "dropout" else "prompts"
+        cells = {unit: {column(t, self.modalities): self.score(model, t, fill) for t in sets}}
+        if unit == "lvpc":
+            cells["vp1"] = {column(t, self.modalities): self.score(model, t, "zeros") for t in sets[1:]}
+        params = {k: c.n_parameters() for k, c in model.compensators.items()}
+        return {"cells": cells, "training": _report(report), "compensator_parameters": params}
+
+    def forest(self, test_set: tuple[str, ...], seed: int) -> dict:
+        """RandomForest on the centre pixel's values of the test set's modalities, same training pixels cap."""
+        from sklearn.ensemble import RandomForestClassifier
+
+        from lvpcnet_core import metrics
+        from lvpcnet_core.sampling import labelled_pixels
+
+        s = self.scene
+
+        def features(labels, cap, pick_seed):
+            rows, cols, index = labelled_pixels(labels, s.class_values, cap, pick_seed)
+            x = np.concatenate([s.arrays[m][:, rows, cols] for m in test_set]).T
+            return np.nan_to_num(x), index
+
+        x, y = features(s.train, self.args.train_per_class, seed)
+        forest = RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=self.args.threads or 1)
+        forest.fit(x, y)
+        xt, yt = features(self.test, None, 0)
+        matrix = metrics.confusion(yt, forest.predict(xt), len(s.class_values))
+        return _scores(metrics.summarise(matrix, s.class_names))
+
+
+def _report(report: dict) -> dict:
+    """The training facts worth keeping (no per-epoch history)."""
+    return {"stage1_best_epoch": report["stage1"]["best_epoch"], "stage1_val_oa": report["stage1"]["val_oa"],
+            "stage1_seconds": report["stage1"]["seconds"], "n_train": report["n_train"], "n_val": report["n_val"],
+            "stage2": {k: {"best_epoch": v["best_epoch"], "val_oa": v["val_oa"]} for k, v in report["stage2"].items()},
+            "validation": report["validation"]}
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    """The settings a cached run must share to be reused."""
+    return {k: getattr(args, k) for k in ("epochs1", "epochs2", "patience", "train_per_class", "test_per_class",
+                                          "text_encoder", "modalities")}
+
+
+def run_all(args: argparse.Namespace) -> Path:
+    from lvpcnet_core.workflows import write_json
+
+    scene = load_scene(args.dataset, args.data, args.modalities)
+    print(scene.summary(), flush=True)
+    test = capped_labels(scene.test, scene.class_values, args.test_per_class)
+    runs = Path(args.out) / "runs" / scene.name
+    runs.mkdir(parents=True, exist_ok=True)
+    config = run_config(args)
+    units = [u for u in UNITS if len(scene.arrays) > 1 or u in ("single", "rf")]
+    units = [u for u in units if not args.methods or u in args.methods]
+    runner = None
+    for seed in args.seeds:
+        for unit in units:
+            path = runs / f"{unit}__seed{seed}.json"
+            if path.exists() and json.loads(path.read_text())["config"] == config:
+                continue
+            runner = runner or Runner(scene, test, args)
+            started = time.perf_counter()
+            result = runner.run(unit, seed)
+            result.update(config=config, unit=unit, seed=seed, seconds=time.perf_counter() - started)
+            write_json(path, result)
+            print(f"{scene.name} {unit} seed {seed}: {result['seconds']:.0f} s "
+                  + json.dumps({r: {c: round(v['oa'], 2) for c, v in cols.items()} for r, cols in result['cells'].items()}),
+                  flush=True)
+    return write_tables(scene, test, runs, config, args)
+
+
+def _load_runs(runs: Path, config: dict) -> list[dict]:
+    out = []
+    for path in sorted(runs.glob("*__seed*.json")):
+        data = json.loads(path.read_text())
+        if data["config"] == config:
+            out.append(data)
+    return out
+
+
+def aggregate(results: list[dict]) -> dict:
+    """row -> column -> metric -> {mean, std, values, seeds}."""
+    table: dict = {}
+    for r in results:
+        for row, cols in r["cells"].items():
+            for col, scores in cols.items():
+                cell = table.setdefault(row, {}).setdefault(col, {"seeds": []})
+                cell["seeds"].append(r["seed"])
+                for k in ("oa", "aa", "kappa"):
+                    cell.setdefault(k, {"values": []})["values"].append(scores[k])
+    for cols in table.values():
+        for cell in cols.values():
+            order = np.argsort(cell["seeds"])
+            cell["seeds"] = [cell["seeds"][i] for i in order]
+            for k in ("oa", "aa", "kappa"):
+                v = np.asarray(cell[k]["values"])[order]
+                cell[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                           "values": v.tolist()}
+    return table
+
+
+def compare(table: dict, reference: str = "lvpc") -> dict:
+    """Paired OA differences LVPC - baseline over common seeds: beats/loses when |mean| > 2 standard errors."""
+    out = {}
+    for row, cols in table.items():
+        if row == reference:
+            continue
+        for col, cell in cols.items():
+            ref = table.get(reference, {}).get(col)
+            if not ref:
+                continue
+            common = sorted(set(ref["seeds"]) & set(cell["seeds"]))
+            if not common:
+                continue
+            a = np.array([ref["oa"]["values"][ref["seeds"].index(s)] for s in common])
+            b = np.array([cell["oa"]["values"][cell["seeds"].index(s)] for s in common])
+            d = a - b
+            se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+            verdict = ("undecided (one seed)" if se is None else "beats" if d.mean() > 2 * se
+                       else "loses to" if d.mean() < -2 * se else "ties")
+            out.setdefault(row, {})[col] = {"mean_difference": float(d.mean()), "standard_error": se,
+                                            "n_seeds": len(d), "verdict": verdict}
+    return out
+
+
+def row_label(row: str) -> str:
+    return f"{row[:-4]}-net (single modality)" if row.endswith("-net") else LABELS.get(row, row)
+
+
+def write_tables(scene: Scene, test: np.ndarray, runs: Path, config: dict, args: argparse.Namespace) -> Path:
+    from lvpcnet_core.workflows import write_json
+
+    results = _load_runs(runs, config)
+    table = aggregate(results)
+    comparison = compare(table)
+    modalities = list(scene.arrays)
+    columns = [column(t, modalities) for t in test_sets(modalities)]
+    singles = [r for r in table if r.endswith("-net")]
+    rows = [*singles, *[r for r in ROWS if r in table]]
+    params = {}
+    for r in results:
+        for key, n in r.get("compensator_parameters", {}).items():
+            params.setdefault(r["unit"], {})[key] = n
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "bench.accuracy", *sys.argv[1:]])
+    seeds = sorted({r["seed"] for r in results})
+    n_train = {r["seed"]: r["training"]["n_train"] + r["training"]["n_val"] for r in results if r["unit"] == "lvpc"}
+    lines = [f"# Accuracy benchmark: {scene.name}", "",
+             f"Command: `{command}`", "",
+             f"- Scene: {scene.summary()}",
+             f"- Classes: {', '.join(scene.class_names)}",
+             f"- Training pixels: at most {config['train_per_class']} per class from the training part "
+             f"({sorted(set(n_train.values()))} used by the neural models, 15 % of them held out for validation / best epoch); "
+             f"test pixels: {int((test > 0).sum())}"
+             + (f" (at most {config['test_per_class']} per class, one fixed draw)" if config["test_per_class"] else ""),
+             f"- Settings: stage 1 {config['epochs1']} epochs, stage 2 {config['epochs2']} epochs, patience "
+             f"{config['patience']}, text encoder {config['text_encoder']}, engine defaults otherwise; seeds {seeds}",
+             f"- Cells: OA / AA / kappa in percent, mean ± standard deviation over {len(seeds)} seeds; "
+             "'—' = the method does not apply to that column", ""]
+    lines += ["| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for col in columns:
+            c = table[row].get(col)
+            cells.append(" / ".join(f"{c[k]['mean']:.2f} ± {c[k]['std']:.2f}" for k in ("oa", "aa", "kappa"))
+                         if c else "—")
+        lines.append(f"| {row_label(row)} | " + " | ".join(cells) + " |")
+    if params:
+        lines += ["", "Trainable parameters per absence case (stage 2):", ""]
+        for unit, keys in params.items():
+            lines.append(f"- {LABELS.get(unit, unit)}: " + ", ".join(f"`{k}` {n:,}" for k, n in sorted(keys.items())))
+    if comparison:
+        lines += ["", "LVPC (prompts) against each row, overall accuracy, paired over seeds "
+                  "(mean difference in points ± standard error; 'beats' / 'loses to' only beyond 2 standard errors):", "",
+                  "| LVPC vs | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+        for row in rows:
+            if row in comparison:
+                cells = [f"{v['verdict']} ({v['mean_difference']:+.2f} ± {v['standard_error'] or 0:.2f})"
+                         if (v := comparison[row].get(col)) else "—" for col in columns]
+                lines.append(f"| {row_label(row)} | " + " | ".join(cells) + " |")
+    out = Path(args.out)
+    md = out / f"{scene.name}.md"
+    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_json(out / f"{scene.name}.json", {
+        "dataset": scene.name, "command": command, "split": scene.split, "classes": scene.class_names,
+        "modalities": modalities, "columns": columns, "config": config, "seeds": seeds, "table": table,
+        "comparison_with_lvpc": comparison, "compensator_parameters": params,
+        "platform": {"python": platform.python_version(), "machine": platform.machine()}})
+    print(md.read_text(), flush=True)
+    return md
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", required=True, help="houston2013, trento, augsburg, slovenia or brandenburg")
+    p.add_argument("--data", required=True, help="folder of the dataset's files")
+    p.add_argument("--modalities", nargs="+", help="paper datasets: the modalities to use (default: all found)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs1", type=int, default=50)
+    p.add_argument("--epochs2", type=int, default=20)
+    p.add_argument("--patience", type=int, default=15)
+    p.add_argument("--train-per-class", type=int, default=300,
+                   help="cap on training pixels per class (0 = all)")
+    p.add_argument("--test-per-class", type=int, default=2000, help="cap on test pixels per class (0 = all)")
+    p.add_argument("--methods", nargs="+", choices=UNITS, help="run only these (default: all)")
+    p.add_argument("--text-encoder", default="minilm")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="docs/benchmarks")
+    args = p.parse_args(argv)
+    args.train_per_class = args.train_per_class or None
+    args.test_per_class = args.test_per_class or None
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    run_all(args)
+
+
+if __name__ == "__main__":
+    main()

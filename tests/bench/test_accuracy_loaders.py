@@ -1,0 +1,154 @@
+"""Loaders of the accuracy benchmark on .mat/.tif/.npy files written here, on the real Trento LiDAR, and the
+table arithmetic (test-pixel cap, mean ± std, paired verdicts)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from osgeo import gdal
+
+from bench import accuracy, datasets
+from lvpcnet_core.progress import LvpcError
+
+TRENTO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "trento_lidar"
+
+
+def _scene_arrays(rows=7, cols=9, bands=5, seed=0):
+    rng = np.random.default_rng(seed)
+    hs = rng.random((rows, cols, bands)).astype(np.float32)       # MATLAB order (rows, cols, bands)
+    lidar = rng.random((rows, cols)).astype(np.float32) * 30
+    train = np.zeros((rows, cols), np.uint8)
+    test = np.zeros((rows, cols), np.uint8)
+    train[0, :3], train[1, :3] = 1, 3
+    test[5, :], test[6, :2] = 3, 1
+    return hs, lidar, train, test
+
+
+def test_houston_mat_files_are_read_in_bands_rows_cols(tmp_path):
+    hs, lidar, train, test = _scene_arrays()
+    scipy.io.savemat(tmp_path / "HSI.mat", {"HSI": hs})
+    scipy.io.savemat(tmp_path / "LiDAR.mat", {"LiDAR": lidar})
+    scipy.io.savemat(tmp_path / "TRLabel.mat", {"TRLabel": train})
+    scipy.io.savemat(tmp_path / "TSLabel.mat", {"TSLabel": test})
+    scene = datasets.load_benchmark(tmp_path, "houston2013")
+    assert list(scene.arrays) == ["hs", "lidar"]
+    assert scene.arrays["hs"].shape == (5, 7, 9) and scene.arrays["hs"].dtype == np.float32
+    np.testing.assert_array_equal(scene.arrays["hs"][2], hs[:, :, 2])
+    np.testing.assert_array_equal(scene.arrays["lidar"][0], lidar)
+    np.testing.assert_array_equal(scene.train, train)
+    assert scene.class_values == [1, 3]
+    assert scene.class_names == ["Healthy grass", "Synthetic grass"]
+
+
+def test_augsburg_names_in_one_file_and_modality_choice(tmp_path):
+    hs, lidar, train, test = _scene_arrays()
+    sar = np.stack([lidar, -lidar, lidar / 2, lidar * 3], axis=2)
+    scipy.io.savemat(tmp_path / "augsburg.mat", {"data_HS_LR": hs, "data_SAR_HR": sar, "data_DSM": lidar,
+                                                 "TrainImage": train, "TestImage": test})
+    scene = datasets.load_benchmark(tmp_path, "augsburg")
+    assert list(scene.arrays) == ["hs", "sar", "lidar"]
+    np.testing.assert_array_equal(scene.arrays["sar"][1], -lidar)
+    assert scene.class_names == ["Forest", "Industrial area"]
+    assert list(datasets.load_benchmark(tmp_path, "augsburg", ["hs", "sar"]).arrays) == ["hs", "sar"]
+    with pytest.raises(LvpcError, match="no modality 'radar'"):
+        datasets.load_benchmark(tmp_path, "augsburg", ["radar"])
+
+
+def test_trento_variant_names_are_matched_case_insensitively(tmp_path):
+    hs, lidar, train, test = _scene_arrays()
+    scipy.io.savemat(tmp_path / "HSI_Trento.mat", {"HSI_Trento": hs})
+    scipy.io.savemat(tmp_path / "Lidar_Trento.mat", {"Lidar_Trento": lidar})
+    scipy.io.savemat(tmp_path / "labels.mat", {"trlabel": train, "tslabel": test})
+    scene = datasets.load_benchmark(tmp_path, "trento")
+    assert {m: a.shape[0] for m, a in scene.arrays.items()} == {"hs": 5, "lidar": 1}
+    assert scene.class_names == ["Apple trees", "Ground"]
+
+
+def _tif(path: Path, array: np.ndarray, nodata: float | None = None) -> None:
+    array = array if array.ndim == 3 else array[None]
+    kind = gdal.GDT_Float32 if array.dtype.kind == "f" else gdal.GDT_Byte
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), array.shape[2], array.shape[1], array.shape[0], kind)
+    for b in range(array.shape[0]):
+        band = ds.GetRasterBand(b + 1)
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        band.WriteArray(array[b])
+    ds = None
+
+
+def test_geotiff_folder_with_nodata(tmp_path):
+    hs, lidar, train, test = _scene_arrays()
+    lidar[2, 4] = -9999
+    _tif(tmp_path / "HSI.tif", np.ascontiguousarray(hs.transpose(2, 0, 1)))
+    _tif(tmp_path / "LiDAR.tif", lidar, nodata=-9999)
+    _tif(tmp_path / "TRLabel.tif", train, nodata=0)
+    _tif(tmp_path / "TSLabel.tif", test, nodata=0)
+    scene = datasets.load_benchmark(tmp_path, "houston2013")
+    np.testing.assert_allclose(scene.arrays["hs"][4], hs[:, :, 4])
+    assert np.isnan(scene.arrays["lidar"][0, 2, 4]) and np.isfinite(scene.arrays["lidar"]).sum() == 62
+    np.testing.assert_array_equal(scene.test, test)
+
+
+def test_missing_labels_and_wrong_shapes_are_user_errors(tmp_path):
+    hs, lidar, train, test = _scene_arrays()
+    scipy.io.savemat(tmp_path / "data.mat", {"HSI": hs, "LiDAR": lidar[:5], "gt": train})
+    with pytest.raises(LvpcError, match="training labels not found.*TRLabel"):
+        datasets.load_benchmark(tmp_path, "houston2013")
+    scipy.io.savemat(tmp_path / "labels.mat", {"TRLabel": train, "TSLabel": test})
+    with pytest.raises(LvpcError, match=r"lidar image has shape \(5, 9\)"):
+        datasets.load_benchmark(tmp_path, "houston2013")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("h5py") is not None, reason="h5py installed: v7.3 files are readable")
+def test_matlab_v73_without_h5py_says_what_to_do(tmp_path):
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM"
+    (tmp_path / "HSI.mat").write_bytes(header + b"\x00" * 512)
+    with pytest.raises(LvpcError, match="v7.3.*h5py"):
+        datasets.load_benchmark(tmp_path, "houston2013")
+
+
+@pytest.mark.skipif(not TRENTO.is_dir(), reason="shared Trento LiDAR not present")
+def test_real_trento_lidar_standard_split():
+    scene = datasets.load_scene("trento", TRENTO)
+    assert list(scene.arrays) == ["lidar"]
+    np.testing.assert_array_equal(scene.arrays["lidar"][0], np.load(TRENTO / "lidar.npy"))
+    assert int((scene.train > 0).sum()) == 819 and int((scene.test > 0).sum()) == 29395
+    assert not ((scene.train > 0) & (scene.test > 0)).any()
+    assert scene.class_names == ["Apple trees", "Buildings", "Ground", "Woods", "Vineyard", "Roads"]
+
+
+def test_checkerboard_split_keeps_test_windows_clear_of_training_pixels():
+    labels = np.random.default_rng(1).integers(0, 4, (60, 70)).astype(np.int32)
+    train, test = datasets.checkerboard_split(labels, block=20, gap=3)
+    assert ((train > 0) | (test > 0)).sum() < (labels > 0).sum()
+    assert np.all((train == 0) | (train == labels)) and np.all((test == 0) | (test == labels))
+    tr_rows, tr_cols = np.nonzero(train)
+    for r, c in zip(*np.nonzero(test)):
+        assert np.min(np.maximum(abs(tr_rows - r), abs(tr_cols - c))) > 3
+    assert (test > 0).sum() > 0.15 * (labels > 0).sum()
+
+
+def test_test_pixel_cap_is_per_class_and_fixed():
+    labels = np.zeros((20, 20), np.int32)
+    labels[:10], labels[15, :3] = 2, 5
+    capped = accuracy.capped_labels(labels, [2, 5], 50)
+    assert (capped == 2).sum() == 50 and (capped == 5).sum() == 3
+    assert np.all((capped == 0) | (capped == labels))
+    np.testing.assert_array_equal(capped, accuracy.capped_labels(labels, [2, 5], 50))
+
+
+def test_aggregate_and_paired_verdicts():
+    def run(seed, lvpc, rf):
+        cell = lambda oa: {"oa": oa, "aa": oa - 1, "kappa": oa - 2, "n": 10, "per_class": {}}
+        return [{"seed": seed, "unit": "lvpc", "cells": {"lvpc": {"complete": cell(lvpc)}}},
+                {"seed": seed, "unit": "rf", "cells": {"rf": {"complete": cell(rf)}}}]
+    results = run(0, 80.0, 70.0) + run(1, 82.0, 71.0) + run(2, 84.0, 73.0)
+    table = accuracy.aggregate(results)
+    assert table["lvpc"]["complete"]["oa"]["mean"] == pytest.approx(82.0)
+    assert table["lvpc"]["complete"]["oa"]["std"] == pytest.approx(2.0)
+    assert accuracy.compare(table)["rf"]["complete"]["verdict"] == "beats"
+    noisy = run(0, 80.0, 70.0) + run(1, 70.0, 80.0) + run(2, 75.0, 74.0)
+    assert accuracy.compare(accuracy.aggregate(noisy))["rf"]["complete"]["verdict"] == "ties"
