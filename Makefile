@@ -30,7 +30,7 @@ test: setup
 	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q tests
 
 demo: setup
-	$(PYTHON) -m lvpcnet_core demo
+	sh scripts/demo.sh
 
 DIST ?= dist
 
@@ -52,3 +52,13 @@ bench-accuracy: setup
 	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset trento --data $(BENCH_DATA)/trento_lidar --train-per-class 0 --test-per-class 0 --seeds $(BENCH_SEEDS)
 	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset slovenia --data $(BENCH_DATA)/slovenia --seeds $(BENCH_SEEDS)
 	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset brandenburg --data $(BENCH_DATA)/brandenburg --seeds $(BENCH_SEEDS)
+
+# Speed benchmarks (issue 5): each prints a table and writes bench/results/*.json; see docs/performance.md.
+# Timed on a shared machine: run when it is otherwise idle (check `uptime`).
+.PHONY: bench
+bench: setup
+	$(PYTHON) -m bench.inference
+	$(PYTHON) -m bench.memory
+	$(PYTHON) -m bench.training_time
+	$(PYTHON) -m bench.random_forest
+	$(PYTHON) -m bench.tradeoff
