@@ -72,7 +72,9 @@ class LVPCNet(nn.Module):
         return all(case_key(available, m) in self.compensators for m in self.cfg.modalities if m not in available)
 
     def ordered(self, available) -> tuple[str, ...]:
-        return tuple(m for m in self.cfg.modalities if m in set(available))
+        """The given modality names (any iterable) in the model's order."""
+        keep = set(available)
+        return tuple(m for m in self.cfg.modalities if m in keep)
 
     # -- forward ------------------------------------------------------------------------------------
     def features(self, x: dict[str, torch.Tensor], available: tuple[str, ...], fill: str = "prompts"
