@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .encoders import ModelConfig
+from .files import atomic_output
 from .network import LVPCNet
 from .progress import LvpcError
 from .prompts import parse_case_key
@@ -48,19 +48,8 @@ def save_model(path: str | os.PathLike, model: LVPCNet, info: ModelInfo) -> None
         "text_encoder": info.text_encoder, "report": info.report,
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
-    os.close(fd)
-    try:
+    with atomic_output(path, "OUTPUT_MODEL") as tmp:
         save_file(tensors, tmp, metadata={"lvpc": json.dumps(meta)})
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise LvpcError(f"OUTPUT_MODEL: writing {target} failed ({exc.strerror or exc}): is the disk full? Free space "
-                        "or choose another folder; any previous model at that path was left as it was.") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_metadata(path: str | os.PathLike) -> dict:

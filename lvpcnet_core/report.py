@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from html import escape
-from pathlib import Path
+
+from .files import atomic_output
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 60em; }
@@ -178,14 +178,7 @@ def evaluation_report(result: dict, title: str = "LVPC accuracy assessment") -> 
     return _page(title, "\n".join(body))
 
 
-def write_html(path: str | os.PathLike, html: str) -> None:
-    """Written to a temporary file and renamed, so a failed run leaves no half report."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(html)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_html(path: str | os.PathLike, html: str, parameter: str = "REPORT") -> None:
+    """Written atomically, so a failed run leaves no half report."""
+    with atomic_output(path, parameter) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(html)

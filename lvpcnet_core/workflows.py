@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,21 +47,12 @@ def _labels_on_grid(source: LabelSource, grid, log, known: dict[str, int] | None
     return labels, values, [f"class {v}" for v in values]
 
 
-def write_json(path: str | os.PathLike, data: dict) -> None:
-    """JSON written to a temporary file and renamed, so a failed run leaves the old file."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, allow_nan=False, default=_jsonable)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise LvpcError(f"writing {target} failed ({exc.strerror or exc}): is the disk full? Free space or choose "
-                        "another folder") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_json(path: str | os.PathLike, data: dict, parameter: str = "OUTPUT_JSON") -> None:
+    """JSON written atomically, so a failed run leaves the old file."""
+    from .files import atomic_output
+
+    with atomic_output(path, parameter) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, allow_nan=False, default=_jsonable)
 
 
 def _jsonable(value):
@@ -85,7 +75,6 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
           text_encoder: str = "auto", settings=None, class_names: dict[int, str] | None = None,
           colors: dict[int, tuple[int, int, int]] | None = None, progress: Progress | None = None) -> dict:
     """Layers + labels -> a trained `.lvpc` model (stage 1, then prompts for every absence case)."""
-    import torch
 
     from . import language, raster_io, text_encoders
     from .model_file import ModelInfo, save_model
