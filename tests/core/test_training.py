@@ -1,4 +1,3 @@
-import numpy as np
 import torch
 
 from lvpcnet_core.network import absence_cases
