@@ -2,9 +2,10 @@
 
     python -m bench.accuracy --dataset slovenia --data ../shared/data/slovenia --seeds 0 1 2
 
-Every (method, seed) run is cached as JSON under `<out>/runs/<dataset>/`, so an interrupted benchmark continues
-where it stopped (a cached run is reused only when its settings match). The table is rebuilt from the cache:
-`<out>/<dataset>.md` and `<out>/<dataset>.json`.
+Every (method, seed) run is cached as JSON under `<out>/runs/<name>/` (`--name`, default the dataset), so an
+interrupted benchmark continues where it stopped (a cached run is reused only when its settings match). The
+table is rebuilt from the cache:
+`<out>/<name>.md` and `<out>/<name>.json`.
 
 Methods (rows). All neural models use the same engine, settings, training pixels and seed:
 - `<m>-net`: single-modality model, trained and tested on modality m only (its stage 1 alone).
@@ -81,7 +82,7 @@ class Runner:
 
         a = self.args
         return TrainSettings(epochs_stage1=a.epochs1, epochs_stage2=a.epochs2, patience=a.patience,
-                             max_samples_per_class=a.train_per_class, seed=seed, device="cpu", threads=a.threads,
+                             max_samples_per_class=a.train_per_class, seed=seed, device=a.device, threads=a.threads,
                              **changes)
 
     def fit(self, modalities: list[str], settings):
@@ -166,7 +167,7 @@ def run_all(args: argparse.Namespace) -> Path:
     scene = load_scene(args.dataset, args.data, args.modalities)
     print(scene.summary(), flush=True)
     test = capped_labels(scene.test, scene.class_values, args.test_per_class)
-    runs = Path(args.out) / "runs" / scene.name
+    runs = Path(args.out) / "runs" / (args.name or scene.name)
     runs.mkdir(parents=True, exist_ok=True)
     config = run_config(args)
     units = [u for u in UNITS if len(scene.arrays) > 1 or u in ("single", "rf")]
@@ -182,9 +183,8 @@ def run_all(args: argparse.Namespace) -> Path:
             result = runner.run(unit, seed)
             result.update(config=config, unit=unit, seed=seed, seconds=time.perf_counter() - started)
             write_json(path, result)
-            print(f"{scene.name} {unit} seed {seed}: {result['seconds']:.0f} s "
-                  + json.dumps({r: {c: round(v['oa'], 2) for c, v in cols.items()} for r, cols in result['cells'].items()}),
-                  flush=True)
+            oa = {r: {c: round(v["oa"], 2) for c, v in cols.items()} for r, cols in result["cells"].items()}
+            print(f"{scene.name} {unit} seed {seed}: {result['seconds']:.0f} s, OA {json.dumps(oa)}", flush=True)
     return write_tables(scene, test, runs, config, args)
 
 
@@ -262,13 +262,16 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, config: dict, args:
             params.setdefault(r["unit"], {})[key] = n
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "bench.accuracy", *sys.argv[1:]])
     seeds = sorted({r["seed"] for r in results})
-    n_train = {r["seed"]: r["training"]["n_train"] + r["training"]["n_val"] for r in results if r["unit"] == "lvpc"}
-    lines = [f"# Accuracy benchmark: {scene.name}", "",
+    n_train = sorted({t["n_train"] + t["n_val"] for r in results if "training" in r
+                      for t in ([r["training"]] if "n_train" in r["training"] else r["training"].values())})
+    cap = config["train_per_class"]
+    lines = [f"# Accuracy benchmark: {args.name or scene.name}", "",
              f"Command: `{command}`", "",
              f"- Scene: {scene.summary()}",
              f"- Classes: {', '.join(scene.class_names)}",
-             f"- Training pixels: at most {config['train_per_class']} per class from the training part "
-             f"({sorted(set(n_train.values()))} used by the neural models, 15 % of them held out for validation / best epoch); "
+             f"- Training pixels: {f'at most {cap} per class' if cap else 'all'} from the training part "
+             f"({', '.join(map(str, n_train))} px per model; the neural models hold 15 % of them out for validation, "
+             "which picks the best epoch); "
              f"test pixels: {int((test > 0).sum())}"
              + (f" (at most {config['test_per_class']} per class, one fixed draw)" if config["test_per_class"] else ""),
              f"- Settings: stage 1 {config['epochs1']} epochs, stage 2 {config['epochs2']} epochs, patience "
@@ -289,7 +292,8 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, config: dict, args:
             lines.append(f"- {LABELS.get(unit, unit)}: " + ", ".join(f"`{k}` {n:,}" for k, n in sorted(keys.items())))
     if comparison:
         lines += ["", "LVPC (prompts) against each row, overall accuracy, paired over seeds "
-                  "(mean difference in points ± standard error; 'beats' / 'loses to' only beyond 2 standard errors):", "",
+                  "(mean difference in points ± standard error; 'beats' / 'loses to' only beyond 2 standard "
+                  "errors):", "",
                   "| LVPC vs | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
         for row in rows:
             if row in comparison:
@@ -297,9 +301,10 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, config: dict, args:
                          if (v := comparison[row].get(col)) else "—" for col in columns]
                 lines.append(f"| {row_label(row)} | " + " | ".join(cells) + " |")
     out = Path(args.out)
-    md = out / f"{scene.name}.md"
+    name = args.name or scene.name
+    md = out / f"{name}.md"
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    write_json(out / f"{scene.name}.json", {
+    write_json(out / f"{name}.json", {
         "dataset": scene.name, "command": command, "split": scene.split, "classes": scene.class_names,
         "modalities": modalities, "columns": columns, "config": config, "seeds": seeds, "table": table,
         "comparison_with_lvpc": comparison, "compensator_parameters": params,
@@ -323,7 +328,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", nargs="+", choices=UNITS, help="run only these (default: all)")
     p.add_argument("--text-encoder", default="minilm")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default="docs/benchmarks")
+    p.add_argument("--name", help="name of the tables and the run cache (default: the dataset's), for variants")
     args = p.parse_args(argv)
     args.train_per_class = args.train_per_class or None
     args.test_per_class = args.test_per_class or None

@@ -54,7 +54,8 @@ class DatasetSpec:
 
 SPECS: dict[str, DatasetSpec] = {
     "houston2013": DatasetSpec(
-        {"hs": ("HSI", "Houston_HSI", "data_HS_LR"), "lidar": ("LiDAR", "Houston_LiDAR", "DSM", "data_DSM", "data_MS_HR")},
+        {"hs": ("HSI", "Houston_HSI", "data_HS_LR"),
+         "lidar": ("LiDAR", "Houston_LiDAR", "DSM", "data_DSM", "data_MS_HR")},
         ("Healthy grass", "Stressed grass", "Synthetic grass", "Trees", "Soil", "Water", "Residential",
          "Commercial", "Road", "Highway", "Railway", "Parking lot 1", "Parking lot 2", "Tennis court",
          "Running track")),

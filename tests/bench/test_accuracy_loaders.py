@@ -3,6 +3,7 @@ table arithmetic (test-pixel cap, mean ± std, paired verdicts)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,28 @@ def test_aggregate_and_paired_verdicts():
     assert accuracy.compare(table)["rf"]["complete"]["verdict"] == "beats"
     noisy = run(0, 80.0, 70.0) + run(1, 70.0, 80.0) + run(2, 75.0, 74.0)
     assert accuracy.compare(accuracy.aggregate(noisy))["rf"]["complete"]["verdict"] == "ties"
+
+
+def test_benchmark_runs_writes_table_and_reuses_cached_runs(tmp_path):
+    rows, cols = 24, 24
+    rng = np.random.default_rng(3)
+    labels = np.where(np.arange(cols)[None, :] < cols // 2, 1, 2).repeat(rows, 0).astype(np.uint8)
+    hs = rng.normal(0, 0.1, (rows, cols, 4)).astype(np.float32) + labels[..., None]
+    lidar = rng.normal(0, 0.1, (rows, cols)).astype(np.float32) + 3 * labels
+    train, test = labels.copy(), labels.copy()
+    train[rows // 2:], test[:rows // 2] = 0, 0
+    data = tmp_path / "trento"
+    data.mkdir()
+    scipy.io.savemat(data / "trento.mat", {"HSI": hs, "LiDAR": lidar, "TRLabel": train, "TSLabel": test})
+    argv = ["--dataset", "trento", "--data", str(data), "--seeds", "0", "--epochs1", "2", "--epochs2", "1",
+            "--methods", "lvpc", "rf", "--out", str(tmp_path / "out"), "--device", "cpu"]
+    accuracy.main(argv)
+    table = (tmp_path / "out" / "trento.md").read_text()
+    assert "| method | complete | w/o lidar | w/o hs |" in table
+    assert "| LVPC (prompts) |" in table and "| vp1 zero-fill | — |" in table and "| RandomForest" in table
+    cached = tmp_path / "out" / "runs" / "trento" / "lvpc__seed0.json"
+    stamp = cached.stat().st_mtime_ns
+    accuracy.main(argv)
+    assert cached.stat().st_mtime_ns == stamp
+    result = json.loads((tmp_path / "out" / "trento.json").read_text())
+    assert result["table"]["rf"]["complete"]["oa"]["mean"] > 90
