@@ -1,0 +1,90 @@
+"""Benchmark 1: whole-scene inference throughput and achieved FLOP/s versus this machine's matmul peak.
+
+A default-architecture model is trained for 2 epochs on a small synthetic scene (144 HS bands, 1 LiDAR band,
+optionally 2 SAR bands: speed does not depend on the weights), then `workflows.classify` (GDAL reads,
+prefetch, block prediction, GeoTIFF writing) runs on a bigger synthetic scene, with every modality and with
+one missing. FLOPs of one 256 x 256 block are counted with torch.utils.flop_counter.FlopCounterMode (matmuls,
+convolutions and attention; element-wise work is not counted, so the fraction of peak is a lower bound).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+from bench.common import best_of, fit, machine, matmul_peak, save, table
+
+BANDS = {"hs": 144, "lidar": 1, "sar": 2}
+
+
+def flops_per_pixel(model, values, stack, block: int = 256) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lvpcnet_core.predict import ScenePredictor
+
+    predictor = ScenePredictor(model, values)
+    r = predictor.radius
+    raw = {m: stack.read(m, -r, -r, block + 2 * r, block + 2 * r) for m in stack.bands}
+    with FlopCounterMode(display=False) as counter:
+        _, _, counts = predictor.predict_block(raw)
+    return counter.get_total_flops() / sum(counts.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=256, help="side of the classified scene in pixels")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    from lvpcnet_core import raster_io, synthetic
+    from lvpcnet_core.model_file import ModelInfo, save_model
+    from lvpcnet_core.training import TrainSettings
+    from lvpcnet_core.workflows import classify
+
+    threads = torch.get_num_threads()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lvpc-bench-") as tmp:
+        for n_mod in (2, 3):
+            bands = dict(list(BANDS.items())[:n_mod])
+            small = synthetic.make_scene(f"{tmp}/train{n_mod}", 64, 64, bands, n_classes=5, seed=1)
+            big = synthetic.make_scene(f"{tmp}/scene{n_mod}", args.size, args.size, bands, n_classes=5, seed=2)
+            with raster_io.AlignedStack(small.paths, log=lambda _: None) as stack:
+                arrays = stack.read_all()
+            labels = raster_io.read_labels(small.labels, small.grid, log=lambda _: None)
+            values, names = [1, 2, 3, 4, 5], ["water", "forest", "meadow", "road", "building"]
+            model, report = fit(arrays, labels, values, names,
+                                TrainSettings(epochs_stage1=2, epochs_stage2=1, patience=0))
+            model_path = f"{tmp}/model{n_mod}.lvpc"
+            save_model(model_path, model, ModelInfo(values, names, [(0, 0, 0)] * 5, {}, "minilm", report))
+            for case in (tuple(bands), tuple(list(bands)[:-1])):
+                layers = {m: big.paths[m] for m in case}
+                wall = best_of(lambda: classify(model_path, layers, f"{tmp}/map.tif", device="cpu", threads=threads),
+                               args.repeats)
+                cpu = best_of(lambda: classify(model_path, layers, f"{tmp}/map.tif", device="cpu", threads=1),
+                              1, clock=time.process_time)
+                with raster_io.AlignedStack(layers, log=lambda _: None) as stack:
+                    per_pixel = flops_per_pixel(model, values, stack)
+                peak1 = matmul_peak(clock=time.process_time)
+                torch.set_num_threads(threads)
+                peak = matmul_peak()
+                speed, speed1 = args.size**2 / wall, args.size**2 / cpu
+                rows.append({"model": "+".join(bands), "layers given": "+".join(case), "MFLOP/px": per_pixel / 1e6,
+                             f"px/s {threads} threads": speed, "GFLOP/s": per_pixel * speed / 1e9,
+                             "peak GFLOP/s": peak / 1e9, "% of peak": 100 * per_pixel * speed / peak,
+                             "px/CPU-s 1 thread": speed1, "GFLOP/CPU-s": per_pixel * speed1 / 1e9,
+                             "peak 1 thread": peak1 / 1e9, "% of peak 1 thread": 100 * per_pixel * speed1 / peak1,
+                             "load": round(os.getloadavg()[0], 1)})
+                print(rows[-1], flush=True)
+    table(rows, ["model", "layers given", "MFLOP/px", f"px/s {threads} threads", "GFLOP/s", "peak GFLOP/s", "% of peak",
+                 "px/CPU-s 1 thread", "GFLOP/CPU-s", "peak 1 thread", "% of peak 1 thread", "load"],
+          f"Inference (`workflows.classify`, GeoTIFF in and out), {args.size} x {args.size} px, wall best of {args.repeats}, CPU time of one run; "
+          "peak = fp32 1024^3 torch.mm measured right after each row, wall clock with the thread count, "
+          "process CPU time with 1 thread")
+    save("inference", {"machine": machine(), "scene": args.size, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

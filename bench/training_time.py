@@ -1,0 +1,61 @@
+"""Benchmark 3: wall time of the DEFAULT two-stage schedule (stage 1 + every stage-2 case), two and three
+modalities, with RandomForest (benchmark 4) on exactly the same pixels, side by side.
+
+Data: Brandenburg Sentinel-2, 10 m group as HS, 20 m group as LiDAR, 60 m group as SAR (any names work);
+125 labelled pixels per class (8 classes = 1,000 pixels) from the left half of the scene, test pixels from
+the right half. LVPC uses 15 % of its 1,000 pixels for validation (early stopping); RF trains on all 1,000.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from bench.common import fit, load_split, machine, save, scene_throughput, table
+from bench.random_forest import forest_rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="brandenburg")
+    parser.add_argument("--per-class", type=int, default=125)
+    parser.add_argument("--modalities", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; with 1, CPU time = wall time on one idle core, whatever the load")
+    args = parser.parse_args()
+
+    from lvpcnet_core.training import TrainSettings
+    from lvpcnet_core.workflows import evaluate_arrays
+
+    rows = []
+    for n_mod in args.modalities:
+        data = load_split(args.dataset, n_mod, train_cap=args.per_class)
+        crop = {m: np.ascontiguousarray(a[:, :256, :256]) for m, a in data["arrays"].items()}
+        started, cpu = time.perf_counter(), time.process_time()
+        model, report = fit(data["arrays"], data["train"], data["values"], data["names"], TrainSettings(threads=args.threads))
+        seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu
+        scores = evaluate_arrays(model, data["values"], data["names"], data["arrays"], data["test"])
+        stage2 = report["stage2"]
+        rows.append({"modalities": "+".join(data["arrays"]), "method": "LVPC default", "train px": int((data["train"] > 0).sum()),
+                     "OA": scores["oa"], "kappa": scores["kappa"], "train s": seconds, "train cpu s": cpu_s, "threads": args.threads,
+                     "stage 1 s": report["stage1"]["seconds"], "stage 1 epochs": len(report["stage1"]["history"]),
+                     "stage 2 cases": len(stage2),
+                     "stage 2 epochs": sum(len(c["history"]) for c in stage2.values()),
+                     "pixels/s": scene_throughput(model, data["values"], crop, 1, clock=time.process_time),
+                     "load": round(os.getloadavg()[0], 1)})
+        print(rows[-1], flush=True)
+        n_train = rows[-1]["train px"]
+        for row in forest_rows(data, crop):
+            rows.append({"modalities": "+".join(data["arrays"]), **row, "train px": n_train,
+                         "load": round(os.getloadavg()[0], 1)})
+            print(rows[-1], flush=True)
+        save("training_time", {"machine": machine(), "dataset": args.dataset, "rows": rows})
+    table(rows, ["modalities", "method", "train px", "OA", "kappa", "train s", "train cpu s", "stage 1 epochs", "stage 2 cases",
+                 "stage 2 epochs", "pixels/s", "load"],
+          f"Default schedule on {args.dataset} ({args.per_class} px/class, left half) vs RandomForest, right-half test")
+
+
+if __name__ == "__main__":
+    main()
