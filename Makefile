@@ -62,13 +62,3 @@ bench: setup
 	$(PYTHON) -m bench.training_time
 	$(PYTHON) -m bench.random_forest
 	$(PYTHON) -m bench.tradeoff
-
-# Speed benchmarks (issue 5): each prints a table and writes bench/results/*.json; see docs/performance.md.
-# Timed on a shared machine: run when it is otherwise idle (check `uptime`).
-.PHONY: bench
-bench: setup
-	$(PYTHON) -m bench.inference
-	$(PYTHON) -m bench.memory
-	$(PYTHON) -m bench.training_time
-	$(PYTHON) -m bench.random_forest
-	$(PYTHON) -m bench.tradeoff
