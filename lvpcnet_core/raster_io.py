@@ -495,11 +495,17 @@ def _class_codes(values: list, field: str, path: str, text: bool,
     return codes, names
 
 
+# What GeoPackage layers without a CRS report (srs_id 0 and -1 of the GeoPackage standard).
+_UNDEFINED_SRS = ("undefined geographic srs", "undefined cartesian srs")
+
+
 def _burn(features: list, codes: list[int], source_srs: osr.SpatialReference | None, grid: Grid, path: str,
           log: Callable[[str], None]) -> np.ndarray:
     """Rasterise geometries with their codes onto the grid, reprojecting them into the grid's CRS."""
     target_srs = grid.srs()
     transform = None
+    if source_srs is not None and (source_srs.GetName() or "").lower() in _UNDEFINED_SRS:
+        source_srs = None  # a GeoPackage layer saved without CRS reports a placeholder, not a real CRS
     if source_srs is not None and target_srs is not None:
         source_srs = source_srs.Clone()
         source_srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
