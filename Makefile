@@ -44,7 +44,7 @@ deploy:
 	ln -sfn "$(CURDIR)" "$(PLUGINS_DIR)/lvpc"
 	@echo "deploy: $(PLUGINS_DIR)/lvpc -> $(CURDIR); enable LVPC in QGIS (Plugins > Manage and Install Plugins)"
 
-# Accuracy benchmark (issue 6): Table-1 layout per scene under docs/benchmarks/; resumable (cached per run), hours on 2 cores.
+# Accuracy benchmark (issue 6): Table-1 layout per scene under docs/benchmarks/; resumable (cached per run); about an hour on 2 cores.
 .PHONY: bench-accuracy
 BENCH_SEEDS ?= 0 1 2
 BENCH_DATA ?= ../shared/data
