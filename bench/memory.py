@@ -81,14 +81,14 @@ def train_model(folder: Path, architecture: dict) -> str:
     return path
 
 
-def peak_rss(command: list[str]) -> tuple[float, float]:
+def peak_rss(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(peak RSS in MiB, wall seconds) of one child process, as GNU time reports it.
 
     GNU time, a small process, starts the child: a child forked from this Python would count this process's
     resident pages in its ru_maxrss (Linux keeps the high-water mark across exec)."""
     started = time.perf_counter()
     done = subprocess.run(["/usr/bin/time", "-f", "peak-rss-kb=%M", *command], cwd=ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     seconds = time.perf_counter() - started
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
@@ -101,6 +101,8 @@ def main() -> None:
     parser.add_argument("--megapixels", type=float, nargs="+", default=[0.25, 1, 4, 16])
     parser.add_argument("--models", nargs="+", default=["default:0.25", "light:0.25,1,4,16"],
                         help="ARCH:MP,MP... which architecture classifies which scene sizes")
+    parser.add_argument("--gdal-cachemax", help="GDAL_CACHEMAX for classify (e.g. 128 = MB); default GDAL's, 5 %% of RAM")
+    parser.add_argument("--out", default="memory", help="name of the JSON file under bench/results")
     parser.add_argument("--tmp", default=tempfile.gettempdir(), help="folder for the generated scenes")
     args = parser.parse_args()
 
@@ -127,16 +129,18 @@ def main() -> None:
                 rss, seconds = peak_rss([sys.executable, "-m", "lvpcnet_core", "classify", "--model", models[arch],
                                          "-m", f"hs={paths['hs']}", "-m", f"lidar={paths['lidar']}",
                                          "--out", str(out), "--confidence", str(out.with_suffix(".conf.tif")),
-                                         "--device", "cpu", "--threads", "1"])
-                rows.append({"scene": f"{size} x {size} ({tag} MP)", "model": arch, "peak RSS MiB": rss,
+                                         "--device", "cpu", "--threads", "1"],
+                                        {"GDAL_CACHEMAX": args.gdal_cachemax} if args.gdal_cachemax else None)
+                rows.append({"scene": f"{size} x {size} ({tag} MP)", "model": arch, "GDAL_CACHEMAX": args.gdal_cachemax or "default",
+                             "peak RSS MiB": rss,
                              "seconds": seconds, "pixels/s": size * size / seconds,
                              "load": round(os.getloadavg()[0], 1)})
                 print(rows[-1], flush=True)
-                save("memory", {"machine": machine(), "models": MODELS, "rows": rows})
+                save(args.out, {"machine": machine(), "models": MODELS, "rows": rows})
             shutil.rmtree(work / f"scene{tag}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    table(rows, ["scene", "model", "peak RSS MiB", "seconds", "pixels/s", "load"],
+    table(rows, ["scene", "model", "GDAL_CACHEMAX", "peak RSS MiB", "seconds", "pixels/s", "load"],
           f"Peak RSS of `python -m lvpcnet_core classify --threads 1` (144 HS bands Int16 + 1 LiDAR band), "
           f"models {MODELS}")
 

@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, nargs=2, default=[40, 15], help="stage 1 and stage 2 epochs")
     parser.add_argument("--out", default="tradeoff", help="name of the JSON file under bench/results")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time is load-independent)")
-    parser.add_argument("--configs", type=int, default=len(CONFIGS), help="only the first N configurations")
+    parser.add_argument("--only", type=int, nargs="+", default=list(range(len(CONFIGS))),
+                        help="indices into CONFIGS to run (default all)")
     args = parser.parse_args()
 
     from lvpcnet_core.training import TrainSettings
@@ -52,7 +53,7 @@ def main() -> None:
     for dataset, cap in zip(args.datasets, args.cap):
         data = load_split(dataset, 2, train_cap=cap)
         crop = {m: np.ascontiguousarray(a[:, :128, :128]) for m, a in data["arrays"].items()}
-        for patch, grid, width, depth in CONFIGS[:args.configs]:
+        for patch, grid, width, depth in (CONFIGS[i] for i in args.only):
             settings = TrainSettings(patch_size=patch, token_grid=grid, width=width, depth=depth,
                                      epochs_stage1=args.epochs[0], epochs_stage2=args.epochs[1],
                                      threads=args.threads)
