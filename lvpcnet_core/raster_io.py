@@ -12,8 +12,9 @@ import math
 import os
 import sys
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from osgeo import gdal, ogr, osr
@@ -312,6 +313,21 @@ class _Layer:
 
     def close(self) -> None:
         self.ds = self._source = None
+
+
+@contextmanager
+def gdal_cache_limit(max_bytes: int = 256 * 2**20) -> Iterator[None]:
+    """Caps GDAL's block cache for a one-pass job, restoring the previous cap after.
+
+    GDAL keeps up to 5 % of RAM of blocks by default; a scene read once and written once gains nothing from
+    it, and it made the memory of whole-scene classification grow with the scene (docs/performance.md).
+    """
+    previous = gdal.GetCacheMax()
+    gdal.SetCacheMax(min(previous, max_bytes))
+    try:
+        yield
+    finally:
+        gdal.SetCacheMax(previous)
 
 
 class AlignedStack:

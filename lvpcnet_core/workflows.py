@@ -221,7 +221,7 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
     available = _check_modalities(model, modalities, fill)
     started = time.perf_counter()
     ordered = {m: modalities[m] for m in model.cfg.modalities if m in modalities}
-    with raster_io.AlignedStack(ordered, extent=extent, log=progress.info) as stack:
+    with raster_io.gdal_cache_limit(), raster_io.AlignedStack(ordered, extent=extent, log=progress.info) as stack:
         _check_bands(model, stack)
         grid = stack.grid
         mask_reader = raster_io.read_mask(mask, grid) if mask else None
