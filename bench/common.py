@@ -13,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+from lvpcnet_core.files import json_value
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DATA = Path(os.environ.get("LVPC_DATA", ROOT.parent / "shared" / "data"))
@@ -51,17 +53,9 @@ def matmul_peak(size: int = 1024, repeats: int = 5, clock: Callable[[], float] =
 def save(name: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(data, indent=2, default=_plain))
+    path.write_text(json.dumps(data, indent=2, default=json_value))
     print(f"\nwritten {path.relative_to(ROOT)}")
     return path
-
-
-def _plain(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(type(value))
 
 
 def table(rows: list[dict], columns: list[str], title: str) -> None:

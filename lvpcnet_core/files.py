@@ -7,7 +7,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from .progress import LvpcError
+
+
+def json_value(value):
+    """`json.dump(default=...)` for numpy scalars and tuples, which reports and results are full of."""
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(type(value))
 
 
 @contextmanager

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
+from .encoders import ModelConfig
 from .network import LVPCNet
 from .progress import Progress, check_cancel
 from .sampling import Samples
@@ -26,12 +27,13 @@ from .sampling import Samples
 class TrainSettings:
     """Training choices a user can change; defaults are the measured fast-and-accurate ones (docs/performance.md)."""
 
-    patch_size: int = 11
-    token_grid: int = 3
-    width: int = 48
-    depth: int = 4
-    heads: int = 4
-    prompt_length: int = 4
+    # the architecture's defaults live in ModelConfig, the one place they are set
+    patch_size: int = ModelConfig.patch_size
+    token_grid: int = ModelConfig.token_grid
+    width: int = ModelConfig.width
+    depth: int = ModelConfig.depth
+    heads: int = ModelConfig.heads
+    prompt_length: int = ModelConfig.prompt_length
     epochs_stage1: int = 100
     epochs_stage2: int = 40
     batch_size: int = 128

@@ -49,18 +49,10 @@ def _labels_on_grid(source: LabelSource, grid, log, known: dict[str, int] | None
 
 def write_json(path: str | os.PathLike, data: dict, parameter: str = "OUTPUT_JSON") -> None:
     """JSON written atomically, so a failed run leaves the old file."""
-    from .files import atomic_output
+    from .files import atomic_output, json_value
 
     with atomic_output(path, parameter) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, allow_nan=False, default=_jsonable)
-
-
-def _jsonable(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(type(value))
+        json.dump(data, handle, indent=2, allow_nan=False, default=json_value)
 
 
 def _check_output(path: str | os.PathLike, parameter: str) -> None:
