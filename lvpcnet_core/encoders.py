@@ -24,7 +24,7 @@ class ModelConfig:
     text_dim: int
     patch_size: int = 11
     token_grid: int = 3
-    width: int = 48
+    width: int = 64
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 2.0
