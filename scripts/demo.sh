@@ -23,9 +23,8 @@ ln -s "$REPO" "$WORK/plugins/lvpc"
 printf '[PythonPlugins]\nlvpc=true\n' > "$WORK/profile/profiles/default/QGIS/QGIS3.ini"
 # QGIS runs Debian's Python, not the venv: LVPC_PYTHONPATH tells the plugin where torch & co. are.
 LVPC_PYTHONPATH=$(printf '%s:' "$REPO"/.venv/lib/python3*/site-packages)
-# One thread unless told otherwise: on a small shared machine, more threads than free cores make torch far slower.
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-export OMP_NUM_THREADS QT_QPA_PLATFORM=offscreen QGIS_PLUGINPATH="$WORK/plugins" QGIS_CUSTOM_CONFIG_PATH="$WORK/profile" LVPC_PYTHONPATH
+# torch uses every core; on a machine shared with other heavy work, OMP_NUM_THREADS=1 avoids oversubscription.
+export QT_QPA_PLATFORM=offscreen QGIS_PLUGINPATH="$WORK/plugins" QGIS_CUSTOM_CONFIG_PATH="$WORK/profile" LVPC_PYTHONPATH
 
 run() {
     echo
