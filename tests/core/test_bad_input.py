@@ -213,6 +213,35 @@ def cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}, timeout=timeout)
 
 
+def bad_files(folder: Path, hs: str, lidar: str, grid, model: Path, water: tuple[int, int],
+              lidar_corner: int) -> dict:
+    """The bad layers, ROIs and model files both the CLI and the qgis_process tests feed in (`model` must exist)."""
+    inside = [(pixel_square(grid, 4, 4, 3), "forest"), (pixel_square(grid, *water, 3), "water")]
+    far = [(pixel_square(grid, c + 10000, r, 3), name) for (c, r), name in (((4, 4), "forest"), (water, "water"))]
+    return {
+        "far": shifted(lidar, folder / "far.tif", 100_000.0),
+        "no_crs": without_crs(translated(lidar, folder / "small.tif", width=12, height=12), folder / "no_crs.tif"),
+        "fine": translated(lidar, folder / "fine.tif", xRes=0.5, yRes=0.5, resampleAlg="near"),
+        "hs3": first_bands(hs, folder / "hs3.tif", 3),
+        "empty_nodata": all_nodata(lidar, folder / "empty_nodata.tif"),
+        "overflow": overflowing(hs, folder / "overflow.tif"),
+        "int64": wide_integers(lidar, folder / "int64.tif"),
+        "hs1": corner(hs, folder / "hs1.tif", 1), "lidar1": corner(lidar, folder / "lidar1.tif", 1),
+        "hs3px": corner(hs, folder / "hs3px.tif", 3),
+        "lidar3px": corner(lidar, folder / "lidar3px.tif", lidar_corner),
+        "rois_empty": write_features(folder / "rois_empty.gpkg", grid.crs_wkt, []),
+        "rois_far": write_features(folder / "rois_far.gpkg", grid.crs_wkt, far),
+        "rois_null": write_features(folder / "rois_null.gpkg", grid.crs_wkt, [(w, None) for w, _ in inside]),
+        "rois_one": write_features(folder / "rois_one.gpkg", grid.crs_wkt, [(w, "forest") for w, _ in inside]),
+        "rois_no_crs": write_features(folder / "rois_no_crs.gpkg", None, inside),
+        "truncated": truncated_model(model, folder / "truncated.lvpc"),
+        "not_lvpc": not_a_model(hs, folder / "not_lvpc.lvpc"),
+        "newer": newer_model(model, folder / "newer.lvpc"),
+        "bomb": pickle_bomb(folder / "bomb.lvpc", folder / "BOMB_RAN"),
+        "no_lidar_case": without_case(model, folder / "no_lidar_case.lvpc", "lidar->hs"),
+    }
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The scene, a model trained by the CLI on messy ROIs (with its run), and the bad files."""
@@ -224,34 +253,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     trained = cli(["train", f"--modality=hs={hs}", f"--modality=lidar={lidar}", "--rois", str(rois),
                    "--class-field", "class", *TINY, "--out", str(model)])
     assert trained.returncode == 0, trained.stderr
-    g = scene.grid
-    inside = [(pixel_square(g, 4, 4, 3), "forest"), (pixel_square(g, 12, 12, 3), "water")]
-    far = [(pixel_square(g, 4 + 10000, 4, 3), "forest"), (pixel_square(g, 12 + 10000, 12, 3), "water")]
-    files = {
-        "hs": hs,
-        "far": shifted(lidar, folder / "far.tif", 100_000.0),
-        "no_crs": without_crs(translated(lidar, folder / "small.tif", width=12, height=12), folder / "no_crs.tif"),
-        "utm32": translated(lidar, folder / "utm32.tif", dstSRS="EPSG:32632"),
-        "fine": translated(lidar, folder / "fine.tif", xRes=0.5, yRes=0.5, resampleAlg="near"),
-        "hs3": first_bands(hs, folder / "hs3.tif", 3),
-        "empty_nodata": all_nodata(lidar, folder / "empty_nodata.tif"),
-        "overflow": overflowing(hs, folder / "overflow.tif"),
-        "int64": wide_integers(lidar, folder / "int64.tif"),
-        "hs1": corner(hs, folder / "hs1.tif", 1), "lidar1": corner(lidar, folder / "lidar1.tif", 1),
-        "hs3px": corner(hs, folder / "hs3px.tif", 3), "lidar3px": corner(lidar, folder / "lidar3px.tif", 3),
-        "rois_empty": write_features(folder / "rois_empty.gpkg", g.crs_wkt, []),
-        "rois_far": write_features(folder / "rois_far.gpkg", g.crs_wkt, far),
-        "rois_null": write_features(folder / "rois_null.gpkg", g.crs_wkt, [(w, None) for w, _ in inside]),
-        "rois_one": write_features(folder / "rois_one.gpkg", g.crs_wkt, [(w, "forest") for w, _ in inside]),
-        "rois_codes": write_features(folder / "rois_codes.gpkg", g.crs_wkt, [(w, 300) for w, _ in inside],
-                                     kind=ogr.OFTInteger),
-        "rois_no_crs": write_features(folder / "rois_no_crs.gpkg", None, inside),
-        "truncated": truncated_model(model, folder / "truncated.lvpc"),
-        "not_lvpc": not_a_model(hs, folder / "not_lvpc.lvpc"),
-        "newer": newer_model(model, folder / "newer.lvpc"),
-        "bomb": pickle_bomb(folder / "bomb.lvpc", folder / "BOMB_RAN"),
-        "no_lidar_case": without_case(model, folder / "no_lidar_case.lvpc", "lidar->hs"),
-    }
+    files = {"hs": hs, "utm32": translated(lidar, folder / "utm32.tif", dstSRS="EPSG:32632"),
+             **bad_files(folder, hs, lidar, scene.grid, model, water=(12, 12), lidar_corner=3)}
+    files["rois_codes"] = write_features(folder / "rois_codes.gpkg", scene.grid.crs_wkt,
+                                         [(pixel_square(scene.grid, c, r, 3), 300) for c, r in ((4, 4), (12, 12))],
+                                         kind=ogr.OFTInteger)
     return {"folder": folder, "scene": scene, "model": model, "trained": trained, **files}
 
 

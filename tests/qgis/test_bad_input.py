@@ -25,9 +25,7 @@ import pytest
 from osgeo import gdal
 
 from lvpcnet_core.raster_io import Grid
-from tests.core.test_bad_input import (
-    all_nodata, corner, first_bands, messy_rois, newer_model, not_a_model, overflowing, pickle_bomb, pixel_square,
-    shifted, translated, truncated_model, wide_integers, without_case, without_crs, write_features)
+from tests.core.test_bad_input import bad_files, messy_rois, translated
 
 from .conftest import QgisProcess, qgis_process_binary
 from .scene import SIZE, make_scene, stripe
@@ -149,31 +147,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, process: QgisProcess) -> dic
     }
     model = folder / "model.lvpc"
     files["trained"] = train(process, files, model)
-    inside = [(pixel_square(grid, 4, 4, 3), "forest"), (pixel_square(grid, 25, 12, 3), "water")]
-    far = [(pixel_square(grid, c + 10000, r, 3), name) for (c, r), name in (((4, 4), "forest"), ((25, 12), "water"))]
-    files.update({
-        "model": model,
-        "far": shifted(lidar, folder / "far.tif", 100_000.0),
-        "no_crs": without_crs(translated(lidar, folder / "small.tif", width=12, height=12), folder / "no_crs.tif"),
-        "fine": translated(lidar, folder / "fine.tif", xRes=0.5, yRes=0.5, resampleAlg="near"),
-        "hs3": first_bands(hs, folder / "hs3.tif", 3),
-        "empty_nodata": all_nodata(lidar, folder / "empty_nodata.tif"),
-        "overflow": overflowing(hs, folder / "overflow.tif"),
-        "int64": wide_integers(lidar, folder / "int64.tif"),
-        "hs1": corner(hs, folder / "hs1.tif", 1), "lidar1": corner(lidar, folder / "lidar1.tif", 1),
-        "hs3px": corner(hs, folder / "hs3px.tif", 3), "lidar3px": corner(lidar, folder / "lidar3px.tif", 2),
-        "rois_empty": write_features(folder / "rois_empty.gpkg", grid.crs_wkt, []),
-        "rois_far": write_features(folder / "rois_far.gpkg", grid.crs_wkt, far),
-        "rois_null": write_features(folder / "rois_null.gpkg", grid.crs_wkt, [(w, None) for w, _ in inside]),
-        "rois_one": write_features(folder / "rois_one.gpkg", grid.crs_wkt, [(w, "forest") for w, _ in inside]),
-        "rois_no_crs": write_features(folder / "rois_no_crs.gpkg", None, inside),
-        "truncated": truncated_model(model, folder / "truncated.lvpc"),
-        "not_lvpc": not_a_model(hs, folder / "not_lvpc.lvpc"),
-        "newer": newer_model(model, folder / "newer.lvpc"),
-        "bomb": pickle_bomb(folder / "bomb.lvpc", folder / "BOMB_RAN"),
-        "no_lidar_case": without_case(model, folder / "no_lidar_case.lvpc", "lidar->hs"),
-        "folder": folder,
-    })
+    files.update(model=model, folder=folder,
+                 **bad_files(folder, hs, lidar, grid, model, water=(25, 12), lidar_corner=2))
     return files
 
 
