@@ -340,20 +340,24 @@ CASES: dict[str, Callable[[Ctx], Case]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def runs(world: dict) -> dict[str, tuple[Case, subprocess.CompletedProcess, Path]]:
-    """Every case run once, two at a time, each with its own output folder holding a previous output file."""
-    cases = {}
-    for i, (name, make) in enumerate(CASES.items()):
+def run_cases(world: dict, cases: dict, context: type, run) -> dict:
+    """Every case run once by `run(case)`, two at a time, each in its own folder holding a previous output file."""
+    prepared = {}
+    for i, (name, make) in enumerate(cases.items()):
         folder = world["folder"] / f"out{i}"
         folder.mkdir()
-        case = make(Ctx(world, folder))
+        case = make(context(world, folder))
         if case.error:
             case.output.write_bytes(PREVIOUS)
-        cases[name] = (case, folder)
+        prepared[name] = (case, folder)
     with ThreadPoolExecutor(2) as pool:
-        done = dict(zip(cases, pool.map(lambda c: cli(c[0].args), cases.values())))
-    return {name: (case, done[name], folder) for name, (case, folder) in cases.items()}
+        done = list(pool.map(lambda item: run(item[0]), prepared.values()))
+    return {name: (case, result, folder) for (name, (case, folder)), result in zip(prepared.items(), done)}
+
+
+@pytest.fixture(scope="module")
+def runs(world: dict) -> dict[str, tuple[Case, subprocess.CompletedProcess, Path]]:
+    return run_cases(world, CASES, Ctx, lambda case: cli(case.args))
 
 
 def test_messy_but_valid_rois_train(world: dict) -> None:

@@ -25,7 +25,7 @@ import pytest
 from osgeo import gdal
 
 from lvpcnet_core.raster_io import Grid
-from tests.core.test_bad_input import bad_files, messy_rois, translated
+from tests.core.test_bad_input import bad_files, messy_rois, run_cases, translated
 
 from .conftest import QgisProcess, qgis_process_binary
 from .scene import SIZE, make_scene, stripe
@@ -160,18 +160,7 @@ def train(process: QgisProcess, world: dict, model: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(world: dict, process: QgisProcess) -> dict[str, tuple[Case, subprocess.CompletedProcess, Path]]:
-    """Every case run once by qgis_process, two at a time, each in its own folder holding a previous output file."""
-    cases = {}
-    for i, (name, make) in enumerate(CASES.items()):
-        folder = world["folder"] / f"out{i}"
-        folder.mkdir()
-        case = make(Ctx(world, folder))
-        if case.error:
-            case.output.write_bytes(PREVIOUS)
-        cases[name] = (case, folder)
-    with ThreadPoolExecutor(2) as pool:
-        done = list(pool.map(lambda c: process.run(c[0].algorithm, **c[0].parameters), cases.values()))
-    return {name: (case, run, folder) for (name, (case, folder)), run in zip(cases.items(), done)}
+    return run_cases(world, CASES, Ctx, lambda case: process.run(case.algorithm, **case.parameters))
 
 
 def test_messy_but_valid_rois_and_another_crs_train(world: dict) -> None:
