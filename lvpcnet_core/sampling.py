@@ -36,12 +36,14 @@ def centre_valid(array: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nd
 def extract_windows(array: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int,
                     mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Normalised (N, bands, size, size) windows centred on (rows, cols); nodata and outside become 0."""
-    r = size // 2
-    padded = np.pad(array, ((0, 0), (r, r), (r, r)), constant_values=np.nan)
-    offsets = np.arange(size)
+    # Cells outside the scene are read from the clipped edge, then blanked: the cost follows the windows, not the
+    # scene (evaluation cuts a large reference map chunk by chunk; padding the scene would copy it every chunk).
+    offsets = np.arange(size) - size // 2
     rr = rows[:, None, None] + offsets[None, :, None]
     cc = cols[:, None, None] + offsets[None, None, :]
-    windows = padded[:, rr, cc].transpose(1, 0, 2, 3)
+    outside = (rr < 0) | (rr >= array.shape[1]) | (cc < 0) | (cc >= array.shape[2])
+    windows = array[:, np.clip(rr, 0, array.shape[1] - 1), np.clip(cc, 0, array.shape[2] - 1)]
+    windows = np.where(outside[None], np.nan, windows).transpose(1, 0, 2, 3)
     windows = (windows - mean[None, :, None, None]) / std[None, :, None, None]
     return np.ascontiguousarray(np.nan_to_num(windows, nan=0.0, posinf=0.0, neginf=0.0), dtype=np.float32)
 
