@@ -74,14 +74,16 @@ class TrainAlgorithm(LvpcAlgorithm):
                                               QgsProcessingParameterNumber.Double, DEFAULTS["validation_fraction"],
                                               minValue=0.01, maxValue=0.9),
                  "Share of the labelled pixels of each class held back to choose the best epoch and to report "
-                 "accuracy.", advanced=True)
+                 "accuracy: whole ROI polygons (blocks of a class drawn as one polygon), at most half of a class, "
+                 "with the training pixels within half a window of them left out, so that the validation accuracy "
+                 "is not inflated by overlapping windows.", advanced=True)
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, "Model", fileFilter="LVPC model (*.lvpc)"),
                  "Where to write the trained model (.lvpc); give it to <i>Classify</i>, <i>Evaluate</i> and "
                  "<i>Learn prompts</i>.")
         self.add(QgsProcessingParameterFileDestination(self.REPORT, "Training report", fileFilter="HTML (*.html)",
                                                        optional=True, createByDefault=False),
-                 "An HTML page with the pixels per class, the loss and accuracy curves and the validation "
-                 "accuracy for every combination of available sensors.")
+                 "An HTML page with the pixels per class, the loss and accuracy curves, how the validation "
+                 "pixels were held out and the validation accuracy for every combination of available sensors.")
 
     def _integer(self, name: str, label: str, key: str, low: int, high: int, help_text: str,
                  advanced: bool = False) -> None:

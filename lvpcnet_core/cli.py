@@ -61,7 +61,9 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="default %(default)s")
     g.add_argument("--patience", type=int, default=defaults.patience,
                    help="stop a stage after this many epochs without better validation accuracy, 0 = never (default %(default)s)")
-    g.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction, help="default %(default)s")
+    g.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
+                   help="share of each class held out for validation as whole ROI polygons, at most half "
+                        "(default %(default)s)")
     g.add_argument("--max-samples-per-class", type=int, default=defaults.max_samples_per_class,
                    help="random subset of labelled pixels per class (default %(default)s)")
     g.add_argument("--seed", type=int, default=defaults.seed, help="random seed; same seed on CPU = same model (default %(default)s)")

@@ -142,19 +142,86 @@ def training_report(report: dict, title: str = "LVPC training report") -> str:
                                 for case, fit in stage2.items()}, "Stage 2 validation accuracy", "OA %"))
         body.append(_table("Best epoch per absence case", ["available modalities", "best epoch", "validation OA %"],
                            [[escape(c), str(f.get("best_epoch")), _fmt(f.get("val_oa"))] for c, f in stage2.items()]))
+    split = report.get("validation_split")
+    if split:
+        summary = split_summary(split)
+        body.append(f"<h2>Validation</h2><p>{escape(summary[0].upper() + summary[1:])}.</p>")
+        body.append(_table("Validation split per class", ["class", "held out as", "held out", "validation pixels"],
+                           [[escape(n), {"components": "whole areas", "none": "none"}.get(m) or _blocks(split),
+                             f"{split['val_groups'][n]} of {split['groups'][n]}", str(split["val_pixels"][n])]
+                            for n, m in split["method"].items()]))
     validation = report.get("validation", {})
     if validation:
+        modalities = report.get("modalities", [])
         rows = []
         for key, oa in validation.items():
-            case, _, fill = key.partition("|")
-            rows.append([escape(case), "all present" if case.count("+") + 1 == len(report.get("modalities", []))
+            case, fill, missing = _case(key, modalities)
+            rows.append([escape(case), "all present" if not missing
                          else ("learned prompts" if fill == "prompts" else "zero-filled (ablation)"), _fmt(oa)])
-        body.append(_table("Validation accuracy by available modalities", ["available", "missing modalities as",
-                                                                           "OA %"], rows))
+        basis = (f" ({report.get('n_val', 0)} pixels in {_held_out(split)}, spatially separate from training)"
+                 if split else "")
+        body.append(_table(f"Validation accuracy by available modalities{basis}",
+                           ["available", "missing modalities as", "OA %"], rows))
     settings = report.get("settings", {})
     if settings:
         body.append(_table("Settings", ["setting", "value"], [[escape(k), escape(str(v))] for k, v in settings.items()]))
     return _page(title, "\n".join(body))
+
+
+def split_summary(split: dict) -> str:
+    """How the validation pixels were chosen (`ValidationSplit.to_dict`), in one sentence: the log and the report."""
+    n = sum(split["val_pixels"].values())
+    if not n:
+        return ("no validation pixels (validation fraction 0 or too few labelled pixels): "
+                "the best epoch is chosen on the training pixels")
+    held = [f"{name}: {split['val_groups'][name]} of {split['groups'][name]} "
+            + ("areas" if method == "components" else _blocks(split))
+            for name, method in split["method"].items() if method != "none"]
+    parts = [f"validation on whole ROI areas (polygons or connected patches of a class), spatially separate from "
+             f"training: {', '.join(held)}; {n} pixels"]
+    none = [name for name, method in split["method"].items() if method == "none"]
+    if none:
+        parts.append(f"no validation pixels of {', '.join(none)} (fewer than 3 pixels or a single block)")
+    if split["dropped_by_gap"]:
+        parts.append(f"{split['dropped_by_gap']} training pixels within half a window of them not used")
+    kept = [name for name, count in split["kept_in_gap"].items() if count]
+    if kept:
+        parts.append(f"the training pixels of {', '.join(kept)} all lie within half a window of validation pixels "
+                     "and are used anyway")
+    return "; ".join(parts)
+
+
+def validation_lines(report: dict) -> list[str]:
+    """Validation OA of every absence case with the pixels and held-out areas it rests on (the end of the log)."""
+    split = report.get("validation_split")
+    basis = f", {report.get('n_val', 0)} pixels in {_held_out(split)}" if split else ""
+    lines = []
+    for key, oa in report.get("validation", {}).items():
+        case, fill, missing = _case(key, report.get("modalities", []))
+        how = ("all present" if not missing else
+               f"{'+'.join(missing)} {'from learned prompts' if fill == 'prompts' else 'zero-filled, an ablation'}")
+        lines.append(f"validation OA {oa:.1f} % with {case} [{how}]{basis}")
+    return lines
+
+
+def _case(key: str, modalities: Sequence[str]) -> tuple[str, str, list[str]]:
+    """A `validation` key ("lidar|prompts") as its available modalities, fill and missing modalities."""
+    case, _, fill = key.partition("|")
+    return case, fill, [m for m in modalities if m not in case.split("+")]
+
+
+def _blocks(split: dict) -> str:
+    return f"blocks of {split['block_size']} x {split['block_size']} pixels (a single area)"
+
+
+def _held_out(split: dict) -> str:
+    """The held-out groups, counted: "5 held-out areas", "2 held-out areas and 1 block"."""
+    count = {kind: sum(g for n, g in split["val_groups"].items() if split["method"][n] == kind)
+             for kind in ("components", "blocks")}
+    areas, blocks = count["components"], count["blocks"]
+    words = [f"{areas} held-out area{'s' * (areas != 1)}"] if areas or not blocks else []
+    words += [f"{blocks} {'' if words else 'held-out '}block{'s' * (blocks != 1)}"] if blocks else []
+    return " and ".join(words)
 
 
 def evaluation_report(result: dict, title: str = "LVPC accuracy assessment") -> str:

@@ -11,10 +11,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .progress import LvpcError, Progress, SilentProgress, check_cancel
+
+if TYPE_CHECKING:
+    from .sampling import Samples
 
 
 @dataclass
@@ -113,6 +117,7 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
     from . import sampling, text_encoders
     from .encoders import ModelConfig
     from .network import LVPCNet, absence_cases
+    from .report import validation_lines
     from .training import resolve_device, seed_everything, train_stage1, train_stage2
 
     device = resolve_device(settings.device)
@@ -134,8 +139,7 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
     for name, count in zip(names, counts):
         if count == 0:
             raise LvpcError(f"class '{name}' has no labelled pixel with data in every layer; remove it or add ROIs for it")
-    train_idx, val_idx = sampling.stratified_split(samples.labels, settings.validation_fraction, settings.seed)
-    train_set, val_set = samples.subset(train_idx), samples.subset(val_idx)
+    train_set, val_set, split = _split(samples, label_image, values, names, settings.patch_size, settings, progress)
     order = list(arrays)
     text_shared, text_specific = text_encoders.encode_descriptions(table, encoder)
     check_cancel(progress)
@@ -143,6 +147,7 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
     seed_everything(settings.seed)
     cfg = ModelConfig(modalities=order, bands={m: int(a.shape[0]) for m, a in arrays.items()}, n_classes=len(values),
                       text_dim=encoder.dim, patch_size=settings.patch_size, token_grid=settings.token_grid,
+                      stem_depth=settings.stem_depth,
                       width=settings.width, depth=settings.depth, heads=settings.heads,
                       prompt_length=settings.prompt_length, extra=settings.ablation())
     model = LVPCNet(cfg)
@@ -171,17 +176,37 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
                    "seconds": stage1_seconds},
         "stage2": report_cases, "validation": validation_accuracy(model, val_set, cases),
         "settings": settings.to_dict(), "device": device.type, "text_encoder": encoder.name,
-        "n_train": len(train_set), "n_val": len(val_set),
+        "n_train": len(train_set), "n_val": len(val_set), "validation_split": split,
     }
+    for line in validation_lines(report):
+        progress.info(line)
     return model, report
 
 
+def _split(samples: Samples, label_image: np.ndarray, values: list[int], names: list[str], patch_size: int, settings,
+           progress: Progress) -> tuple[Samples, Samples, dict]:
+    """Training and validation samples, the validation spatially separate from training, and the split as a dict.
+
+    Logged in one line, as the user judges the validation accuracy by it."""
+    from .report import split_summary
+    from .sampling import spatial_split
+
+    split = spatial_split(label_image, values, samples.rows, samples.cols, samples.labels,
+                          settings.validation_fraction, patch_size, settings.seed)
+    summary = split.to_dict(names)
+    progress.info(split_summary(summary))
+    return samples.subset(split.train), samples.subset(split.val), summary
+
+
 def validation_accuracy(model, samples, cases) -> dict:
-    """Validation OA (percent) of the complete model and of every case, with prompts and zero-filled."""
+    """Validation OA (percent) of the complete model and of every case, with prompts and zero-filled; none without
+    validation pixels."""
     import torch
 
     from .training import predict_logits
 
+    if len(samples) == 0:
+        return {}
     windows = {m: torch.from_numpy(w) for m, w in samples.windows.items()}
     result = {}
     for case in [tuple(model.cfg.modalities), *cases]:
@@ -363,9 +388,10 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
     samples = samples.subset(np.flatnonzero(samples.available.all(1)))
     if len(samples) == 0:
         raise LvpcError("no labelled pixel of the model's classes has data in every layer")
-    train_idx, val_idx = sampling.stratified_split(samples.labels, settings.validation_fraction, settings.seed)
+    train_set, val_set, _ = _split(samples, label_image, info.class_values, info.class_names, model.cfg.patch_size,
+                                   settings, progress)
     seed_everything(settings.seed)
-    fit = train_stage2(model, case, samples.subset(train_idx), samples.subset(val_idx), settings, progress, (5.0, 95.0))
+    fit = train_stage2(model, case, train_set, val_set, settings, progress, (5.0, 95.0))
     info.report.setdefault("stage2", {})["+".join(case)] = {"best_epoch": fit.best_epoch,
                                                             "val_oa": 100 * fit.best_accuracy, "history": fit.history}
     save_model(out_model, model, info)

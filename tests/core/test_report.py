@@ -21,6 +21,10 @@ TRAINING = {"class_counts": {"forest": 30, "water": 10}, "modalities": ["hs", "l
                                                                     {"epoch": 2, "loss": 1.5, "val_oa": 0.833}]},
             "stage2": {"lidar": {"best_epoch": 1, "val_oa": 66.7, "history": [{"epoch": 1, "loss": 1.0, "val_oa": 0.667}]}},
             "validation": {"hs+lidar|prompts": 83.3, "lidar|prompts": 66.7, "lidar|zeros": 50.0},
+            "validation_split": {"method": {"forest": "components", "water": "blocks"},
+                                 "groups": {"forest": 9, "water": 4}, "val_groups": {"forest": 2, "water": 1},
+                                 "val_pixels": {"forest": 4, "water": 2}, "block_size": 22, "dropped_by_gap": 5,
+                                 "kept_in_gap": {"forest": 0, "water": 0}},
             "settings": {"epochs_stage1": 2}}
 
 
@@ -76,6 +80,32 @@ def test_training_report_has_curves_counts_and_cases() -> None:
     assert "zero-filled (ablation)" in text and "learned prompts" in text and "all present" in text
     points = re.findall(r'points="([^"]+)"', html)
     assert len(points[0].split()) == 2  # two stage-1 epochs
+
+
+def test_training_report_shows_how_validation_was_split() -> None:
+    text = parse(report.training_report(TRAINING))
+    assert "6 pixels in 2 held-out areas and 1 block, spatially separate" in text
+    assert "forest: 2 of 9 areas" in text and "water: 1 of 4 blocks of 22 x 22 pixels" in text
+    assert "5 training pixels within half a window" in text
+    assert "2 of 9" in text and "blocks of 22 x 22 pixels (a single area)" in text  # the per-class table
+
+
+def test_validation_lines_give_every_case_with_its_pixels_and_areas() -> None:
+    lines = report.validation_lines(TRAINING)
+    basis = ", 6 pixels in 2 held-out areas and 1 block"
+    assert lines == ["validation OA 83.3 % with hs+lidar [all present]" + basis,
+                     "validation OA 66.7 % with lidar [hs from learned prompts]" + basis,
+                     "validation OA 50.0 % with lidar [hs zero-filled, an ablation]" + basis]
+
+
+def test_split_summary_names_classes_without_validation_and_the_gap_kept() -> None:
+    split = dict(TRAINING["validation_split"], method={"forest": "components", "water": "none"},
+                 val_pixels={"forest": 4, "water": 0}, kept_in_gap={"forest": 3, "water": 0}, dropped_by_gap=0)
+    text = report.split_summary(split)
+    assert "no validation pixels of water" in text and "of forest all lie within half a window" in text
+    assert "not used" not in text
+    empty = dict(split, val_pixels={"forest": 0, "water": 0})
+    assert report.split_summary(empty).startswith("no validation pixels")
 
 
 def test_line_chart_without_data_says_so() -> None:

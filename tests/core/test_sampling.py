@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from lvpcnet_core.progress import LvpcError
-from lvpcnet_core.sampling import band_statistics, extract_windows, make_samples, stratified_split
+from lvpcnet_core.sampling import band_statistics, extract_windows, labelled_pixels, make_samples, spatial_split
 
 
 def test_windows_are_centred_normalised_and_padded():
@@ -35,9 +36,92 @@ def test_statistics_ignore_nodata_and_refuse_empty_layers():
         band_statistics(np.full((1, 2, 2), np.nan, np.float32), "x")
 
 
-def test_split_is_stratified_and_seeded():
-    labels = np.repeat([0, 1, 2], [20, 10, 2])
-    train, val = stratified_split(labels, 0.2, seed=1)
-    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 32
-    assert np.bincount(labels[val], minlength=3).tolist() == [4, 2, 0]
-    assert (stratified_split(labels, 0.2, seed=1)[1] == val).all()
+def roi_image() -> np.ndarray:
+    """Class 1: eight separate squares; class 2: six squares, two touching class-1 squares; class 3: one blob."""
+    image = np.zeros((80, 80), np.int32)
+    for i in range(8):
+        image[2 + 9 * i:8 + 9 * i, 2:8] = 1
+    for i in range(6):
+        image[2 + 12 * i:7 + 12 * i, 8:13] = 2 if i < 2 else 0
+        image[2 + 12 * i:7 + 12 * i, 20:25] = 2 if i >= 2 else 0
+    image[10:60, 35:75] = 3
+    return image
+
+
+def split(image, fraction=0.2, patch=5, seed=0, cap=None):
+    rows, cols, labels = labelled_pixels(image, [1, 2, 3], cap, seed)
+    return rows, cols, labels, spatial_split(image, [1, 2, 3], rows, cols, labels, fraction, patch, seed)
+
+
+def chebyshev(rows, cols, a, b) -> np.ndarray:
+    return np.maximum(np.abs(rows[a][:, None] - rows[b][None]), np.abs(cols[a][:, None] - cols[b][None]))
+
+
+@pytest.mark.parametrize("cap", [None, 40])
+def test_split_holds_out_whole_areas(cap):
+    image = roi_image()
+    rows, cols, labels, s = split(image, cap=cap)
+    assert s.method[:2] == ["components", "components"]
+    assert s.groups[:2].tolist() == [8, 6]
+    assert len(np.intersect1d(s.train, s.val)) == 0
+    for c, value in enumerate((1, 2)):
+        areas, _ = ndimage.label(image == value, structure=np.ones((3, 3)))
+        held = {int(a) for a in areas[rows[s.val], cols[s.val]][labels[s.val] == c]}
+        trained = {int(a) for a in areas[rows[s.train], cols[s.train]][labels[s.train] == c]}
+        assert held and trained and not held & trained       # an area is all validation or all training
+        assert len(held) == s.val_groups[c] < s.groups[c]
+        n = (labels == c).sum()
+        assert 0 < s.val_pixels[c] == (labels[s.val] == c).sum() <= n / 2
+
+
+def test_single_blob_class_is_cut_into_blocks():
+    image = roi_image()
+    rows, cols, labels, s = split(image, fraction=0.2)
+    assert s.method[2] == "blocks" and s.block_size == 10
+    n = (labels == 2).sum()
+    assert 0.1 * n < s.val_pixels[2] <= 0.5 * n and 1 <= s.val_groups[2] < s.groups[2]
+    val, train = s.val[labels[s.val] == 2], s.train[labels[s.train] == 2]
+
+    def blocks(index, dr, dc):
+        return set(zip((rows[index] + dr) // 10, (cols[index] + dc) // 10))
+
+    # whole blocks: some grid of 10 x 10 blocks has no block with both validation and training pixels of the blob
+    assert any(not blocks(val, dr, dc) & blocks(train, dr, dc) for dr in range(10) for dc in range(10))
+
+
+def test_gap_keeps_training_windows_off_validation_pixels():
+    image = roi_image()
+    for patch in (5, 9):
+        rows, cols, labels, s = split(image, patch=patch)
+        assert chebyshev(rows, cols, s.train, s.val).min() > patch // 2
+        assert s.dropped > 0 and len(s.train) + len(s.val) + s.dropped == len(labels)
+        assert not s.kept_in_gap.any()
+
+
+def test_split_is_seeded():
+    image = roi_image()
+    a, b = split(image, seed=3)[3], split(image, seed=3)[3]
+    assert (a.val == b.val).all() and (a.train == b.train).all()
+    assert any(not np.array_equal(split(image, seed=k)[3].val, a.val) for k in range(4))
+
+
+def test_fraction_zero_and_tiny_classes_train_only():
+    image = roi_image()
+    rows, cols, labels, s = split(image, fraction=0)
+    assert len(s.val) == 0 and len(s.train) == len(labels) and s.method == ["none"] * 3 and s.dropped == 0
+    tiny = np.zeros((20, 20), np.int32)
+    tiny[2:8, 2:8], tiny[12:18, 12:18], tiny[0, 19], tiny[19, 0] = 1, 1, 2, 2
+    rows, cols, labels = labelled_pixels(tiny, [1, 2], None, 0)
+    s = spatial_split(tiny, [1, 2], rows, cols, labels, 0.2, 5, 0)
+    assert s.method == ["components", "none"] and set(np.flatnonzero(labels == 1)) <= set(s.train.tolist())
+    assert s.val_pixels.tolist() == [36, 0] and (labels[s.train] == 0).sum() == 36
+
+
+def test_gap_never_takes_a_class_whole():
+    image = np.zeros((10, 10), np.int32)
+    image[0:3, 0], image[0:3, 2] = 1, 1      # two areas one pixel apart: whichever trains lies in the other's gap
+    image[6:9, 6:9] = 2
+    rows, cols, labels = labelled_pixels(image, [1, 2], None, 0)
+    s = spatial_split(image, [1, 2], rows, cols, labels, 0.5, 5, 0)
+    assert s.val_pixels[0] == 3 and s.kept_in_gap.tolist() == [3, 0]
+    assert (labels[s.train] == 0).sum() == 3 and s.dropped == 0

@@ -16,13 +16,20 @@ FAST = TrainSettings(epochs_stage1=15, epochs_stage2=6, batch_size=64, patch_siz
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def training_run(tmp_path_factory):
+    """(scene, model path, report, progress with the log) of one training run."""
     folder = tmp_path_factory.mktemp("scene")
     scene = make_scene(folder, width=32, height=32)
     model = str(folder / "m.lvpc")
+    progress = SilentProgress()
     report = workflows.train(scene.paths, model, workflows.LabelSource(raster=scene.labels), text_encoder="minilm",
-                             settings=FAST)
-    return scene, model, report
+                             settings=FAST, progress=progress)
+    return scene, model, report, progress
+
+
+@pytest.fixture(scope="module")
+def trained(training_run):
+    return training_run[:3]
 
 
 def test_train_writes_a_complete_model(trained):
@@ -33,6 +40,20 @@ def test_train_writes_a_complete_model(trained):
     assert set(meta["descriptions"]["modalities"]) == {"hs", "lidar"}
     assert meta["text_encoder"] == "minilm"
     assert report["validation"]["hs+lidar|prompts"] > 80
+
+
+def test_train_validates_on_separate_areas_and_logs_it(training_run):
+    _, _, report, progress = training_run
+    split = report["validation_split"]
+    assert set(split["method"]) == set(report["class_counts"])
+    assert set(split["method"].values()) <= {"components", "blocks", "none"}
+    assert report["n_val"] == sum(split["val_pixels"].values()) > 0
+    assert report["n_train"] + report["n_val"] + split["dropped_by_gap"] == sum(report["class_counts"].values())
+    assert all(0 < split["val_groups"][c] < split["groups"][c] for c, m in split["method"].items() if m != "none")
+    log = "\n".join(progress.messages)
+    assert "spatially separate from training" in log
+    oa = report["validation"]["lidar|prompts"]
+    assert f"validation OA {oa:.1f} % with lidar [hs from learned prompts], {report['n_val']} pixels in " in log
 
 
 def test_classify_full_and_each_subset(trained, tmp_path):

@@ -5,6 +5,7 @@ One model is trained per module (a few seconds with tiny epochs) and reused by t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -115,6 +116,10 @@ def test_train_writes_model_with_the_layer_style_and_a_report(trained) -> None:
     log = "\n".join(feedback.messages)
     assert "lidar" in log.lower() and "20" in log  # what was resampled, from 20 m
     assert "all-MiniLM" in log
+    # one polygon per class: validation on blocks of it, every case's accuracy with what it rests on
+    assert "blocks of 10 x 10 pixels (a single area)" in log
+    assert re.search(r"validation OA [\d.]+ % with lidar \[hs from learned prompts\], \d+ pixels in \d+ held-out "
+                     r"block", log)
     assert feedback.percents and max(feedback.percents) == 100
     html = report.read_text(encoding="utf-8")
     assert html.count("<svg") >= 3 and "Built-up area" in html and "lidar available" in html
