@@ -52,6 +52,7 @@ bench-accuracy: setup
 	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset trento --data $(BENCH_DATA)/trento_lidar --train-per-class 0 --test-per-class 0 --seeds $(BENCH_SEEDS)
 	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset slovenia --data $(BENCH_DATA)/slovenia --seeds $(BENCH_SEEDS)
 	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset brandenburg --data $(BENCH_DATA)/brandenburg --seeds $(BENCH_SEEDS)
+	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset samson --data $(BENCH_DATA)/samson --seeds $(BENCH_SEEDS)
 
 # Speed benchmarks (issue 5): each prints a table and writes bench/results/*.json; see docs/performance.md.
 # Timed on a shared machine: run when it is otherwise idle (check `uptime`).

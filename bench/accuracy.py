@@ -7,15 +7,23 @@ interrupted benchmark continues where it stopped (a cached run is reused only wh
 table is rebuilt from the cache:
 `<out>/<name>.md` and `<out>/<name>.json`.
 
-Methods (rows). All neural models use the same engine, settings, training pixels and seed:
+Methods (rows). All models of the LVPC engine use the same settings, training pixels and seed:
 - `<m>-net`: single-modality model, trained and tested on modality m only (its stage 1 alone).
 - `LVPC`: the full model; missing modalities compensated by the learned prompts (stage 2).
 - `vp1 zero-fill`: the same trained model, missing modalities zero-filled (no prompts).
 - `vp2 reconstruction`: stage 2 learns a small CNN per case that rebuilds the missing input (no prompts).
 - `v1 no language`: learnable class prototypes instead of text features, with prompts.
+- `vf no decoupling`: one encoder per modality instead of the shared + specific pair, with prompts.
 - `modality dropout`: stage 1 zeroes a random modality of 30 % of the samples; tested zero-filled.
-- `RandomForest`: scikit-learn, centre-pixel values; for a test set with a modality missing it is trained on the
-  available modalities only (one forest per test set, i.e. it knows in advance which modality will be missing).
+
+Baselines a user would try (`bench/baselines.py`), each retrained per test set on exactly its modalities (one model
+per column, i.e. it knows in advance which modality will be missing), on LVPC's training pixels (none held out):
+- `RandomForest centre pixel` (`rf`): scikit-learn, 200 trees, the centre pixel's values.
+- `RandomForest 5 x 5 window` (`rf_window`): the same forest on every band's flattened 5 x 5 neighbourhood.
+- `small CNN` (`cnn`): 3 conv layers on the stacked 11 x 11 windows, `--cnn-epochs` epochs, last epoch kept.
+
+Under the verdict table, one line per column names the best row other than LVPC (and vp1, its own model) and
+LVPC's paired verdict against it.
 """
 from __future__ import annotations
 
@@ -30,13 +38,18 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import baselines
 from bench.datasets import Scene, load_scene
 
-ROWS = ["single", "lvpc", "vp1", "vp2", "v1", "dropout", "rf"]
+ROWS = ["single", "lvpc", "vp1", "vp2", "v1", "vf", "dropout", *baselines.METHODS]
 LABELS = {"lvpc": "LVPC (prompts)", "vp1": "vp1 zero-fill", "vp2": "vp2 reconstruction",
-          "v1": "v1 no language (prototypes)", "dropout": "modality dropout 0.3 (zero-fill)",
-          "rf": "RandomForest (per test set)"}
-UNITS = ["single", "lvpc", "vp2", "v1", "dropout", "rf"]   # what is trained; lvpc's model also gives vp1
+          "v1": "v1 no language (prototypes)", "vf": "vf no decoupling (one encoder per modality)",
+          "dropout": "modality dropout 0.3 (zero-fill)",
+          "rf": "RandomForest centre pixel (per test set)",
+          "rf_window": "RandomForest 5 x 5 window, 25 x bands features (per test set)",
+          "cnn": "small CNN, 11 x 11 window (per test set)"}
+UNITS = ["single", "lvpc", "vp2", "v1", "vf", "dropout", *baselines.METHODS]   # trained; lvpc's model also gives vp1
+SAME_MODEL = {"lvpc": ("vp1",)}   # rows that are the reference's own model, not alternatives to it
 
 
 def test_sets(modalities: list[str]) -> list[tuple[str, ...]]:
@@ -105,8 +118,11 @@ class Runner:
 
     def run(self, unit: str, seed: int) -> dict:
         sets = test_sets(self.modalities)
-        if unit == "rf":
-            return {"cells": {"rf": {column(t, self.modalities): self.forest(t, seed) for t in sets}}}
+        if unit in baselines.METHODS:
+            cells, training = {}, {}
+            for t in sets:
+                cells[column(t, self.modalities)], training[column(t, self.modalities)] = self.baseline(unit, t, seed)
+            return {"cells": {unit: cells}, "training": training}
         if unit == "single":
             cells, extra = {}, {}
             for m in self.modalities:
@@ -115,7 +131,7 @@ class Runner:
                                      self.score(model, (m,), "prompts")}
                 extra[m] = _report(report)
             return {"cells": cells, "training": extra}
-        changes = {"v1": {"language": False}, "vp2": {"compensation": "reconstruction"},
+        changes = {"v1": {"language": False}, "vp2": {"compensation": "reconstruction"}, "vf": {"decoupling": False},
                    "dropout": {"modality_dropout": 0.3, "cases": []}}.get(unit, {})
         model, report = self.fit(self.modalities, self.settings(seed, **changes))
         fill = "zeros" if unit == "dropout" else "prompts"
@@ -125,26 +141,18 @@ class Runner:
         params = {k: c.n_parameters() for k, c in model.compensators.items()}
         return {"cells": cells, "training": _report(report), "compensator_parameters": params}
 
-    def forest(self, test_set: tuple[str, ...], seed: int) -> dict:
-        """RandomForest on the centre pixel's values of the test set's modalities, same training pixels cap."""
-        from sklearn.ensemble import RandomForestClassifier
-
+    def baseline(self, method: str, test_set: tuple[str, ...], seed: int) -> tuple[dict, dict]:
+        """Scores and training facts of a baseline retrained on exactly the test set's modalities."""
         from lvpcnet_core import metrics
-        from lvpcnet_core.sampling import labelled_pixels
 
-        s = self.scene
-
-        def features(labels, cap, pick_seed):
-            rows, cols, index = labelled_pixels(labels, s.class_values, cap, pick_seed)
-            x = np.concatenate([s.arrays[m][:, rows, cols] for m in test_set]).T
-            return np.nan_to_num(x), index
-
-        x, y = features(s.train, self.args.train_per_class, seed)
-        forest = RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=self.args.threads or 1)
-        forest.fit(x, y)
-        xt, yt = features(self.test, None, 0)
-        matrix = metrics.confusion(yt, forest.predict(xt), len(s.class_values))
-        return _scores(metrics.summarise(matrix, s.class_names))
+        s, a = self.scene, self.args
+        train, test = baselines.pixel_sets({m: s.arrays[m] for m in test_set}, s.train, self.test, s.class_values,
+                                           a.train_per_class, seed)
+        started = time.perf_counter()
+        predicted = baselines.predict(method, train, test, seed, a.threads or 1, a.device, a.cnn_epochs)
+        matrix = metrics.confusion(test.labels, predicted, len(s.class_values))
+        training = {"n_train": len(train), "n_val": 0, "seconds": time.perf_counter() - started}
+        return _scores(metrics.summarise(matrix, s.class_names)), training
 
 
 def _report(report: dict) -> dict:
@@ -155,10 +163,16 @@ def _report(report: dict) -> dict:
             "validation": report["validation"]}
 
 
-def run_config(args: argparse.Namespace) -> dict:
-    """The settings a cached run must share to be reused."""
-    return {k: getattr(args, k) for k in ("epochs1", "epochs2", "patience", "train_per_class", "test_per_class",
-                                          "text_encoder", "modalities")}
+def run_config(args: argparse.Namespace, unit: str | None = None) -> dict:
+    """The settings a cached run of `unit` must share to be reused. The baselines' own settings count for them only,
+    so adding them left the cached LVPC runs valid; the forest runs cached on raw values are redone."""
+    config = {k: getattr(args, k) for k in ("epochs1", "epochs2", "patience", "train_per_class", "test_per_class",
+                                            "text_encoder", "modalities")}
+    if unit in baselines.METHODS:
+        config["baseline_inputs"] = baselines.INPUTS
+    if unit == "cnn":
+        config["cnn_epochs"] = args.cnn_epochs
+    return config
 
 
 def run_all(args: argparse.Namespace) -> Path:
@@ -169,13 +183,13 @@ def run_all(args: argparse.Namespace) -> Path:
     test = capped_labels(scene.test, scene.class_values, args.test_per_class)
     runs = Path(args.out) / "runs" / (args.name or scene.name)
     runs.mkdir(parents=True, exist_ok=True)
-    config = run_config(args)
-    units = [u for u in UNITS if len(scene.arrays) > 1 or u in ("single", "rf")]
+    units = [u for u in UNITS if len(scene.arrays) > 1 or u in ("single", *baselines.METHODS)]
     units = [u for u in units if not args.methods or u in args.methods]
     runner = None
     for seed in args.seeds:
         for unit in units:
             path = runs / f"{unit}__seed{seed}.json"
+            config = run_config(args, unit)
             if path.exists() and json.loads(path.read_text())["config"] == config:
                 continue
             runner = runner or Runner(scene, test, args)
@@ -185,14 +199,14 @@ def run_all(args: argparse.Namespace) -> Path:
             write_json(path, result)
             oa = {r: {c: round(v["oa"], 2) for c, v in cols.items()} for r, cols in result["cells"].items()}
             print(f"{scene.name} {unit} seed {seed}: {result['seconds']:.0f} s, OA {json.dumps(oa)}", flush=True)
-    return write_tables(scene, test, runs, config, args)
+    return write_tables(scene, test, runs, args)
 
 
-def _load_runs(runs: Path, config: dict) -> list[dict]:
+def _load_runs(runs: Path, args: argparse.Namespace) -> list[dict]:
     out = []
     for path in sorted(runs.glob("*__seed*.json")):
         data = json.loads(path.read_text())
-        if data["config"] == config:
+        if data["config"] == run_config(args, data["unit"]):
             out.append(data)
     return out
 
@@ -242,18 +256,36 @@ def compare(table: dict, reference: str = "lvpc") -> dict:
     return out
 
 
+def best_alternatives(table: dict, comparison: dict, columns: list[str], reference: str = "lvpc") -> dict:
+    """Per column, the row other than the reference (and its own model's variants) with the highest mean OA, both
+    OAs and the reference's paired verdict against it: the one comparison a reader looking for a rival needs."""
+    out = {}
+    for col in columns:
+        ref = table.get(reference, {}).get(col)
+        rivals = [row for row, cols in table.items() if col in cols and row != reference
+                  and row not in SAME_MODEL.get(reference, ())]
+        if not ref or not rivals:
+            continue
+        best = max(rivals, key=lambda row: table[row][col]["oa"]["mean"])
+        paired = comparison.get(best, {}).get(col, {"verdict": "no common seeds"})
+        out[col] = {"row": best, "oa": table[best][col]["oa"]["mean"], f"{reference}_oa": ref["oa"]["mean"], **paired}
+    return out
+
+
 def row_label(row: str) -> str:
     return f"{row[:-4]}-net (single modality)" if row.endswith("-net") else LABELS.get(row, row)
 
 
-def write_tables(scene: Scene, test: np.ndarray, runs: Path, config: dict, args: argparse.Namespace) -> Path:
+def write_tables(scene: Scene, test: np.ndarray, runs: Path, args: argparse.Namespace) -> Path:
     from lvpcnet_core.workflows import write_json
 
-    results = _load_runs(runs, config)
+    results = _load_runs(runs, args)
     table = aggregate(results)
     comparison = compare(table)
     modalities = list(scene.arrays)
     columns = [column(t, modalities) for t in test_sets(modalities)]
+    best = best_alternatives(table, comparison, columns)
+    config = run_config(args, "cnn")
     singles = [r for r in table if r.endswith("-net")]
     rows = [*singles, *[r for r in ROWS if r in table]]
     params = {}
@@ -270,12 +302,14 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, config: dict, args:
              f"- Scene: {scene.summary()}",
              f"- Classes: {', '.join(scene.class_names)}",
              f"- Training pixels: {f'at most {cap} per class' if cap else 'all'} from the training part "
-             f"({', '.join(map(str, n_train))} px per model; the neural models hold 15 % of them out for validation, "
-             "which picks the best epoch); "
+             f"({', '.join(map(str, n_train))} px per model; LVPC's models hold 15 % of them out for validation, "
+             "which picks the best epoch; the baselines train on all of them); "
              f"test pixels: {int((test > 0).sum())}"
              + (f" (at most {config['test_per_class']} per class, one fixed draw)" if config["test_per_class"] else ""),
              f"- Settings: stage 1 {config['epochs1']} epochs, stage 2 {config['epochs2']} epochs, patience "
-             f"{config['patience']}, text encoder {config['text_encoder']}, engine defaults otherwise; seeds {seeds}",
+             f"{config['patience']}, text encoder {config['text_encoder']}, engine defaults otherwise"
+             + (f"; small CNN {config['cnn_epochs']} epochs, batch 64, Adam 1e-3, last epoch" if "cnn" in table
+                else "") + f"; seeds {seeds}",
              f"- Cells: OA / AA / kappa in percent, mean ± standard deviation over {len(seeds)} seeds; "
              "'—' = the method does not apply to that column", ""]
     lines += ["| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
@@ -300,6 +334,14 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, config: dict, args:
                 cells = [f"{v['verdict']} ({v['mean_difference']:+.2f} ± {v['standard_error'] or 0:.2f})"
                          if (v := comparison[row].get(col)) else "—" for col in columns]
                 lines.append(f"| {row_label(row)} | " + " | ".join(cells) + " |")
+    if best:
+        lines += ["", "LVPC (prompts) against the best alternative of each column (highest mean OA of the other rows, "
+                  "vp1 excluded: it is LVPC's own model zero-filled):", ""]
+        for col, b in best.items():
+            paired = (f" ({b['mean_difference']:+.2f} ± {b['standard_error'] or 0:.2f})"
+                      if "mean_difference" in b else "")
+            lines.append(f"- {col}: LVPC {b['lvpc_oa']:.2f} vs {row_label(b['row'])} {b['oa']:.2f}: "
+                         f"LVPC {b['verdict']}{paired}")
     out = Path(args.out)
     name = args.name or scene.name
     md = out / f"{name}.md"
@@ -307,7 +349,7 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, config: dict, args:
     write_json(out / f"{name}.json", {
         "dataset": scene.name, "command": command, "split": scene.split, "classes": scene.class_names,
         "modalities": modalities, "columns": columns, "config": config, "seeds": seeds, "table": table,
-        "comparison_with_lvpc": comparison, "compensator_parameters": params,
+        "comparison_with_lvpc": comparison, "best_alternative_to_lvpc": best, "compensator_parameters": params,
         "platform": {"python": platform.python_version(), "machine": platform.machine()}})
     print(md.read_text(), flush=True)
     return md
@@ -315,7 +357,8 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, config: dict, args:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", required=True, help="houston2013, trento, augsburg, slovenia or brandenburg")
+    p.add_argument("--dataset", required=True,
+                   help="houston2013, trento, augsburg, slovenia, brandenburg or samson")
     p.add_argument("--data", required=True, help="folder of the dataset's files")
     p.add_argument("--modalities", nargs="+", help="paper datasets: the modalities to use (default: all found)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -326,6 +369,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="cap on training pixels per class (0 = all)")
     p.add_argument("--test-per-class", type=int, default=2000, help="cap on test pixels per class (0 = all)")
     p.add_argument("--methods", nargs="+", choices=UNITS, help="run only these (default: all)")
+    p.add_argument("--cnn-epochs", type=int, default=150, help="training epochs of the small CNN baseline")
     p.add_argument("--text-encoder", default="minilm")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")

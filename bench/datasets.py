@@ -195,18 +195,22 @@ def checkerboard_split(labels: np.ndarray, block: int, gap: int) -> tuple[np.nda
     return train.astype(np.int32), test.astype(np.int32)
 
 
-def load_geotiff_scene(name: str, sources: dict[str, str], labels: str, class_names: dict[int, str], block: int,
-                       gap: int, min_pixels: int = 20) -> Scene:
-    """Co-registered GeoTIFF modalities (warped onto the first one's grid) and one label raster, split in blocks.
-
-    Classes with fewer than `min_pixels` pixels in the training or the test part are dropped (they cannot be
-    learned or scored); the split description says which."""
+def read_geotiffs(sources: dict[str, str], labels: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Co-registered GeoTIFF modalities (warped onto the first one's grid) and the label raster on that grid."""
     from lvpcnet_core import raster_io
 
     with raster_io.AlignedStack(sources, log=lambda _: None) as stack:
         arrays = stack.read_all()
         grid = stack.grid
-    label_image = raster_io.read_labels(labels, grid, log=lambda _: None)
+    return arrays, raster_io.read_labels(labels, grid, log=lambda _: None)
+
+
+def block_split_scene(name: str, arrays: dict[str, np.ndarray], label_image: np.ndarray, class_names: dict[int, str],
+                      block: int, gap: int, min_pixels: int = 20) -> Scene:
+    """A scene with one label map, split in blocks by `checkerboard_split`.
+
+    Classes with fewer than `min_pixels` pixels in the training or the test part are dropped (they cannot be
+    learned or scored); the split description says which."""
     train, test = checkerboard_split(label_image, block, gap)
     values, dropped = [], []
     for v in sorted(int(v) for v in np.unique(label_image) if v > 0):
@@ -222,9 +226,17 @@ def load_geotiff_scene(name: str, sources: dict[str, str], labels: str, class_na
     return Scene(name, arrays, train, test, values, [class_names.get(v, f"class {v}") for v in values], split)
 
 
+def load_geotiff_scene(name: str, sources: dict[str, str], labels: str, class_names: dict[int, str], block: int,
+                       gap: int, min_pixels: int = 20) -> Scene:
+    """GeoTIFF modalities and one label raster (`read_geotiffs`), split in blocks (`block_split_scene`)."""
+    return block_split_scene(name, *read_geotiffs(sources, labels), class_names, block, gap, min_pixels)
+
+
 SLOVENIA_CLASSES = {1: "Cultivated land", 2: "Forest", 3: "Grassland", 4: "Shrubland", 8: "Artificial surface"}
 BRANDENBURG_CLASSES = {1: "Forest", 2: "Meadow", 3: "Farmland", 4: "Residential", 5: "Scrub", 6: "Grass",
                        7: "Water", 8: "Wetland"}
+SAMSON_CLASSES = {1: "Soil", 2: "Tree", 3: "Water"}   # the README's rock/soil: "Soil" has a built-in description
+SAMSON_SPLIT_BAND = 78                                # bands 1-78: 401-643 nm; 79-156: 647-889 nm
 
 
 def load_slovenia(folder: str | Path, block: int = 25, gap: int = 5) -> Scene:
@@ -242,10 +254,28 @@ def load_brandenburg(folder: str | Path, block: int = 128, gap: int = 5) -> Scen
                               str(folder / "labels_osm_10m.tif"), BRANDENBURG_CLASSES, block, gap)
 
 
+def load_samson(folder: str | Path, block: int = 19, gap: int = 5) -> Scene:
+    """The 156-band Samson cube cut by wavelength into two 'sensors' of 78 bands: 'vis' (401-643 nm, blue to
+    orange) and 'red_nir' (647-889 nm, red, red edge, near infrared); labels: the dominant endmember (`gt.tif`).
+
+    Many bands and few classes: a development scene for band handling, too easy for accuracy claims. 19 px blocks
+    make a 5 x 5 board on the 95 x 95 scene, with at least 4 blocks of every class in each part."""
+    folder = Path(folder)
+    arrays, labels = read_geotiffs({"image": str(folder / "image.tif")}, str(folder / "gt.tif"))
+    image = arrays["image"]
+    if image.shape[0] != 2 * SAMSON_SPLIT_BAND:
+        raise LvpcError(f"{folder / 'image.tif'} has {image.shape[0]} bands; the Samson cube has "
+                        f"{2 * SAMSON_SPLIT_BAND}")
+    cube = {"vis": image[:SAMSON_SPLIT_BAND], "red_nir": image[SAMSON_SPLIT_BAND:]}
+    return block_split_scene("samson", cube, labels, SAMSON_CLASSES, block, gap)
+
+
 def load_scene(dataset: str, folder: str | Path, modalities: list[str] | None = None) -> Scene:
     """One entry point for the command line: a paper dataset or one of the shared scenes."""
     if dataset == "slovenia":
         return load_slovenia(folder)
     if dataset == "brandenburg":
         return load_brandenburg(folder)
+    if dataset == "samson":
+        return load_samson(folder)
     return load_benchmark(folder, dataset, modalities)

@@ -14,7 +14,9 @@ from osgeo import gdal
 from bench import accuracy, datasets
 from lvpcnet_core.progress import LvpcError
 
-TRENTO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "trento_lidar"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+TRENTO = SHARED / "trento_lidar"
+SAMSON = SHARED / "samson"
 
 
 def _scene_arrays(rows=7, cols=9, bands=5, seed=0):
@@ -119,6 +121,21 @@ def test_real_trento_lidar_standard_split():
     assert int((scene.train > 0).sum()) == 819 and int((scene.test > 0).sum()) == 29395
     assert not ((scene.train > 0) & (scene.test > 0)).any()
     assert scene.class_names == ["Apple trees", "Buildings", "Ground", "Woods", "Vineyard", "Roads"]
+
+
+@pytest.mark.skipif(not SAMSON.is_dir(), reason="shared Samson scene not present")
+def test_samson_is_two_wavelength_sensors_split_in_blocks_with_a_gap():
+    scene = datasets.load_scene("samson", SAMSON)
+    assert {m: a.shape for m, a in scene.arrays.items()} == {"vis": (78, 95, 95), "red_nir": (78, 95, 95)}
+    cube = gdal.Open(str(SAMSON / "image.tif"))
+    assert cube.GetRasterBand(78).GetDescription() == "643.4 nm" and cube.GetRasterBand(79).GetDescription() == "646.6 nm"
+    np.testing.assert_array_equal(scene.arrays["red_nir"][0], cube.GetRasterBand(79).ReadAsArray())
+    tr_rows, tr_cols = np.nonzero(scene.train)
+    for r, c in zip(*np.nonzero(scene.test)):
+        assert np.min(np.maximum(abs(tr_rows - r), abs(tr_cols - c))) > 5
+    assert scene.class_names == ["Soil", "Tree", "Water"]
+    for v in scene.class_values:
+        assert (scene.train == v).sum() >= 500 and (scene.test == v).sum() >= 200
 
 
 def test_checkerboard_split_keeps_test_windows_clear_of_training_pixels():
