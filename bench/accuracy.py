@@ -106,7 +106,8 @@ class Runner:
         s = self.scene
         table = language.build_descriptions(s.class_names, modalities, log=lambda _: None)
         arrays = {m: s.arrays[m] for m in modalities}
-        return fit_arrays(arrays, s.train, s.class_values, s.class_names, table, self.encoder, settings,
+        encoder = self.encoder if settings.language else None
+        return fit_arrays(arrays, s.train, s.class_values, s.class_names, table, encoder, settings,
                           SilentProgress())
 
     def score(self, model, test_set: tuple[str, ...], fill: str) -> dict:

@@ -1,8 +1,11 @@
 """Visual encoders of LVPCnet: one shared ViT for every modality and one specific ViT per modality.
 
-Each pixel is seen through a w x w window cut into a g x g grid of tokens (a convolution of kernel k,
-stride s with k + (g - 1) s = w, so the centre pixel sits in the centre token). The same convolution run
-with stride 1 over a whole block gives every pixel's tokens at once (`TokenEmbedding.dense`), which is how
+Each pixel is seen through a w x w window: a convolutional stem of 3x3 'valid' convolutions (batch norm,
+GELU) shrinks it to w' = w - 2 * stem, which a strided convolution (kernel k, stride s with k + (g - 1) s = w')
+cuts into a g x g grid of tokens, so the centre pixel sits in the centre token. The stem gives the
+transformer local spectral-spatial features to attend over, which a ViT cannot learn from a few hundred
+labelled pixels alone (docs/benchmarks/README.md). Valid convolutions need no padding, so the same layers run
+with stride 1 over a whole block give every pixel's tokens at once (`TokenEmbedding.dense`), which is how
 whole scenes are classified without cutting and re-embedding overlapping windows.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ class ModelConfig:
     text_dim: int
     patch_size: int = 11
     token_grid: int = 3
+    stem_depth: int = 2
     width: int = 64
     depth: int = 4
     heads: int = 4
@@ -39,37 +43,58 @@ class ModelConfig:
             raise ValueError("a model needs at least one modality")
 
     @property
+    def stem(self) -> int:
+        """3x3 valid convolutions in front of the tokens (fewer on windows too small for them)."""
+        return max(0, min(self.stem_depth, (self.patch_size - 1) // 2))
+
+    @property
+    def token_window(self) -> int:
+        """Side of what the stem leaves of a window, which the tokens cover."""
+        return self.patch_size - 2 * self.stem
+
+    @property
     def grid(self) -> int:
-        return min(self.token_grid, self.patch_size)
+        return min(self.token_grid, self.token_window)
 
     @property
     def token_stride(self) -> int:
-        return max(1, self.patch_size // self.grid) if self.grid > 1 else 1
+        return max(1, self.token_window // self.grid) if self.grid > 1 else 1
 
     @property
     def token_kernel(self) -> int:
-        return self.patch_size - (self.grid - 1) * self.token_stride
+        return self.token_window - (self.grid - 1) * self.token_stride
+
+    @property
+    def decoupled(self) -> bool:
+        """False = ablation vf: one encoder per modality, no shared/specific split."""
+        return bool(self.extra.get("decoupling", True))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class TokenEmbedding(nn.Module):
-    """Cuts a window into g x g tokens of `width` features (a strided convolution)."""
+    """Convolutional stem, then a strided convolution cutting the window into g x g tokens of `width` features."""
 
     def __init__(self, in_channels: int, cfg: ModelConfig) -> None:
         super().__init__()
         self.stride = cfg.token_stride
         self.grid = cfg.grid
-        self.conv = nn.Conv2d(in_channels, cfg.width, cfg.token_kernel, stride=cfg.token_stride)
+        layers: list[nn.Module] = []
+        for i in range(cfg.stem):
+            layers += [nn.Conv2d(in_channels if i == 0 else cfg.width, cfg.width, 3, bias=False),
+                       nn.BatchNorm2d(cfg.width), nn.GELU()]
+        self.stem = nn.Sequential(*layers)
+        self.conv = nn.Conv2d(cfg.width if cfg.stem else in_channels, cfg.width, cfg.token_kernel,
+                              stride=cfg.token_stride)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """(B, C, w, w) windows -> (B, g*g, width) tokens."""
-        return self.conv(windows).flatten(2).transpose(1, 2)
+        return self.conv(self.stem(windows)).flatten(2).transpose(1, 2)
 
     def dense(self, block: torch.Tensor) -> torch.Tensor:
         """(1, C, h + w - 1, w' + w - 1) padded block -> (1, width, H', W') token map at stride 1."""
-        return F.conv2d(block, self.conv.weight, self.conv.bias)
+        return F.conv2d(self.stem(block), self.conv.weight, self.conv.bias)
 
     def gather(self, dense_map: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Tokens of the windows whose top-left corners are (rows, cols) in a `dense` map: (N, g*g, width)."""
@@ -163,12 +188,12 @@ class SharedEncoder(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Classifies the complete representation [mean_k c_k, s_1, ..., s_m] (unit-norm features)."""
+    """Classifies the complete representation [mean_k c_k, s_1, ..., s_m] (unit-norm features; no c_k for vf)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        size = (len(cfg.modalities) + 1) * cfg.text_dim
+        size = (len(cfg.modalities) + int(cfg.decoupled)) * cfg.text_dim
         self.net = nn.Sequential(nn.LayerNorm(size), nn.Linear(size, cfg.n_classes))
 
     def forward(self, shared: list[torch.Tensor], specific: list[torch.Tensor]) -> torch.Tensor:
-        return self.net(torch.cat([torch.stack(shared).mean(0), *specific], dim=1))
+        return self.net(torch.cat([torch.stack(shared).mean(0), *specific] if shared else specific, dim=1))

@@ -80,7 +80,8 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
     from safetensors.torch import load_file
 
     meta = read_metadata(path)
-    model = LVPCNet(ModelConfig(**meta["config"]))
+    # models written before the convolutional stem existed have none
+    model = LVPCNet(ModelConfig(**{"stem_depth": 0, **meta["config"]}))
     for key in meta["cases"]:
         available, _ = parse_case_key(key)
         if not model.has_case(available):

@@ -3,6 +3,8 @@
 `features()` is the one place that decides, for a set of available modalities, which encoder fills each
 slot of the classifier's input: the specific encoder when the modality is there, its compensator (learned
 prompts) when it is missing, or the specific encoder on zero input when `fill='zeros'` (the vp1 ablation).
+`text()` is the one place that decides what each feature is aligned with: the language priors, or learned
+class prototypes in the v1 ablation, which then never reads a text feature.
 """
 from __future__ import annotations
 
@@ -16,6 +18,11 @@ from .encoders import Classifier, ModelConfig, SharedEncoder, SpecificEncoder
 from .prompts import Compensator, Reconstructor, case_key
 
 
+# v1's prototypes have the size of the default text encoder's features (all-MiniLM-L6-v2), so that the ablation
+# differs from LVPC in the class targets only, not in the width of the representation
+PROTOTYPE_DIM = 384
+
+
 def absence_cases(modalities: list[str]) -> list[tuple[str, ...]]:
     """Every proper non-empty subset of the modalities, largest first (2 for m=2, 6 for m=3)."""
     return [s for r in range(len(modalities) - 1, 0, -1) for s in itertools.combinations(modalities, r)]
@@ -25,19 +32,22 @@ class LVPCNet(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.shared = SharedEncoder(cfg)
+        # ablation vf: no shared encoder; each modality's one encoder is aligned with the class-level priors
+        self.shared = SharedEncoder(cfg) if cfg.decoupled else None
         self.specific = nn.ModuleDict({m: SpecificEncoder(cfg.bands[m], cfg) for m in cfg.modalities})
         self.classifier = Classifier(cfg)
         self.compensators = nn.ModuleDict()
         for m in cfg.modalities:
             self.register_buffer(f"mean_{m}", torch.zeros(cfg.bands[m]))
             self.register_buffer(f"std_{m}", torch.ones(cfg.bands[m]))
-            self.register_buffer(f"text_{m}", torch.zeros(cfg.n_classes, cfg.text_dim))
-        self.register_buffer("text_shared", torch.zeros(cfg.n_classes, cfg.text_dim))
-        if not cfg.extra.get("language", True):
-            # ablation v1: class prototypes learned in stage 1 stand where the text features would be
+        if cfg.extra.get("language", True):
+            for key in self.target_keys():
+                self.register_buffer(f"text_{key}", torch.zeros(cfg.n_classes, cfg.text_dim))
+        else:
+            # ablation v1: class prototypes learned in stage 1 stand where the text features would be; the model
+            # has no text feature at all, so nothing can read one
             self.prototypes = nn.ParameterDict({key: nn.Parameter(torch.randn(cfg.n_classes, cfg.text_dim))
-                                                for key in ["shared", *cfg.modalities]})
+                                                for key in self.target_keys()})
 
     # -- inputs -----------------------------------------------------------------------------------
     def normalize(self, modality: str, x: torch.Tensor) -> torch.Tensor:
@@ -50,11 +60,18 @@ class LVPCNet(nn.Module):
         """Training-scene mean and standard deviation of every band, as numpy arrays."""
         return (getattr(self, f"mean_{modality}").cpu().numpy(), getattr(self, f"std_{modality}").cpu().numpy())
 
+    def target_keys(self) -> list[str]:
+        """Names of the class targets: 'shared' and, with decoupling, one per modality."""
+        return ["shared", *(self.cfg.modalities if self.cfg.decoupled else [])]
+
     def text(self, modality: str | None) -> torch.Tensor:
-        """Unit-norm class targets of the contrastive loss: the language priors (or learned prototypes, v1)."""
+        """Unit-norm class targets of the contrastive loss: None = shared features, else modality's specific ones.
+
+        The language priors, or learned prototypes (v1); without decoupling (vf) every encoder gets the shared one."""
+        key = "shared" if modality is None or not self.cfg.decoupled else modality
         if hasattr(self, "prototypes"):
-            return F.normalize(self.prototypes["shared" if modality is None else modality], dim=-1)
-        return self.text_shared if modality is None else getattr(self, f"text_{modality}")
+            return F.normalize(self.prototypes[key], dim=-1)
+        return getattr(self, f"text_{key}")
 
     # -- absence cases ------------------------------------------------------------------------------
     def add_case(self, available: tuple[str, ...]) -> list[str]:
@@ -86,7 +103,7 @@ class LVPCNet(nn.Module):
             x = {m: x[m] if m in available else like.new_zeros(like.shape[0], self.cfg.bands[m], *like.shape[2:])
                  for m in self.cfg.modalities}
             available = tuple(self.cfg.modalities)
-        shared = [F.normalize(self.shared(x[m], m), dim=-1) for m in available]
+        shared = [F.normalize(self.shared(x[m], m), dim=-1) for m in available] if self.shared is not None else []
         specific = []
         for m in self.cfg.modalities:
             if m in available:

@@ -98,7 +98,7 @@ class ScenePredictor:
                 ) -> torch.Tensor:
         model = self.model
         shared = [F.normalize(model.shared.encode_tokens(model.shared.embed[m].gather(maps.shared(m), rows, cols)), dim=-1)
-                  for m in available]
+                  for m in available] if model.shared is not None else []
         specific = []
         for m in model.cfg.modalities:
             encoder = model.specific[m]

@@ -30,6 +30,7 @@ class TrainSettings:
     # the architecture's defaults live in ModelConfig, the one place they are set
     patch_size: int = ModelConfig.patch_size
     token_grid: int = ModelConfig.token_grid
+    stem_depth: int = ModelConfig.stem_depth
     width: int = ModelConfig.width
     depth: int = ModelConfig.depth
     heads: int = ModelConfig.heads
@@ -39,6 +40,8 @@ class TrainSettings:
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    warmup_epochs: int = 5
+    label_smoothing: float = 0.1
     patience: int = 25
     validation_fraction: float = 0.15
     max_samples_per_class: int | None = 2000
@@ -50,6 +53,7 @@ class TrainSettings:
     cases: list[tuple[str, ...]] | None = field(default=None)
     # Ablations of the paper (and one baseline it lacks); the defaults are LVPCnet itself.
     language: bool = True              # False = v1: learnable class prototypes instead of text features
+    decoupling: bool = True            # False = vf: one encoder per modality, no shared/specific split
     compensation: str = "prompts"      # "reconstruction" = vp2: a small CNN per case rebuilds the missing input
     modality_dropout: float = 0.0      # > 0: stage 1 zeroes a random modality of that share of samples
 
@@ -58,7 +62,7 @@ class TrainSettings:
 
     def ablation(self) -> dict:
         """The choices that change the network itself; stored in the model's configuration."""
-        return {"language": self.language, "compensation": self.compensation}
+        return {"language": self.language, "compensation": self.compensation, "decoupling": self.decoupling}
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -89,7 +93,10 @@ def autocast(device: torch.device):
 
 
 class Batches:
-    """Sample tensors held once (pinned on CUDA) and served in seeded random batches, with flips/rotations."""
+    """Sample tensors held once (pinned on CUDA) and served in seeded random batches.
+
+    With `augment`, every sample gets its own one of the 8 flips/rotations of its window (one for the whole
+    batch, as before, gave the network 8 times fewer distinct views per epoch)."""
 
     def __init__(self, samples: Samples, device: torch.device, batch_size: int, augment: bool, seed: int) -> None:
         pin = device.type == "cuda"
@@ -105,14 +112,22 @@ class Batches:
         order = torch.randperm(len(self.labels), generator=self.generator)
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            k = int(torch.randint(0, 4, (1,), generator=self.generator)) if self.augment else 0
-            flip = bool(torch.randint(0, 2, (1,), generator=self.generator)) if self.augment else False
-            x = {}
-            for m, w in self.windows.items():
-                b = w[idx].to(self.device, non_blocking=True)
-                b = torch.rot90(b, k, dims=(2, 3)) if k else b
-                x[m] = torch.flip(b, dims=(3,)) if flip else b
+            views = torch.randint(0, 8, (len(idx),), generator=self.generator) if self.augment else None
+            x = {m: _dihedral(w[idx], views).to(self.device, non_blocking=True) for m, w in self.windows.items()}
             yield idx, x, self.labels[idx].to(self.device, non_blocking=True)
+
+
+def _dihedral(windows: torch.Tensor, views: torch.Tensor | None) -> torch.Tensor:
+    """Sample i turned by views[i] % 4 quarter turns, mirrored when views[i] >= 4 (None: unchanged)."""
+    if views is None:
+        return windows
+    out = torch.empty_like(windows)
+    for view in range(8):
+        pick = torch.nonzero(views == view).flatten()
+        if len(pick):
+            b = torch.rot90(windows[pick], view % 4, dims=(2, 3))
+            out[pick] = torch.flip(b, dims=(3,)) if view >= 4 else b
+    return out
 
 
 def _tensor(array: np.ndarray, pin: bool) -> torch.Tensor:
@@ -133,7 +148,7 @@ def _fit(module: torch.nn.Module, params: list[torch.nn.Parameter], batches: Bat
     """Shared epoch loop; `module`'s state at the best validation epoch is restored at the end."""
     device = batches.device
     optimiser = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, epochs * len(batches)))
+    schedule = _schedule(optimiser, epochs * len(batches), min(settings.warmup_epochs, epochs // 4) * len(batches))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     best, best_epoch, best_state, history = -1.0, 0, None, []
     for epoch in range(1, epochs + 1):
@@ -169,6 +184,17 @@ def _fit(module: torch.nn.Module, params: list[torch.nn.Parameter], batches: Bat
     return FitResult(best_epoch, best, history)
 
 
+def _schedule(optimiser: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up over `warmup` steps (Adam's first steps on a fresh transformer are the unstable ones),
+    then cosine annealing to zero."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+
+
 @torch.no_grad()
 def predict_logits(model: LVPCNet, windows: dict[str, torch.Tensor], available: tuple[str, ...],
                    fill: str = "prompts", batch_size: int = 1024) -> torch.Tensor:
@@ -199,17 +225,18 @@ def train_stage1(model: LVPCNet, train: Samples, val: Samples, settings: TrainSe
     cfg, (l1, l2, _, _) = model.cfg, settings.lambdas
     batches = Batches(train, device, settings.batch_size, settings.augment, settings.seed)
 
+    full = tuple(cfg.modalities)
+
     def batch_loss(idx, x, y):
         if settings.modality_dropout > 0 and len(cfg.modalities) > 1:
             x = _drop_modalities(x, settings.modality_dropout, batches.generator)
-        shared = [F.normalize(model.shared(x[m], m), dim=-1) for m in cfg.modalities]
-        specific = [F.normalize(model.specific[m](x[m]), dim=-1) for m in cfg.modalities]
-        con = sum(losses.text_contrastive(c.float(), y, model.text_shared, cfg.temperature) for c in shared)
+        shared, specific = model.features(x, full)
+        con = sum(losses.text_contrastive(c.float(), y, model.text(None), cfg.temperature) for c in shared)
         con = con + sum(losses.text_contrastive(s.float(), y, model.text(m), cfg.temperature)
                         for m, s in zip(cfg.modalities, specific))
-        return l1 * con + l2 * losses.classification(model.classifier(shared, specific).float(), y)
+        logits = model.classifier(shared, specific).float()
+        return l1 * con + l2 * losses.classification(logits, y, settings.label_smoothing)
 
-    full = tuple(cfg.modalities)
     params = [p for name, p in model.named_parameters() if not name.startswith("compensators.")]
     return _fit(model, params, batches, batch_loss, lambda: _accuracy(model, val or train, full),
                 settings.epochs_stage1, settings, progress, span, "stage 1")
@@ -254,8 +281,8 @@ def train_stage2(model: LVPCNet, available: tuple[str, ...], train: Samples, val
                 s = F.normalize(model.compensator(available, m)(x, model.specific[m]), dim=-1)
                 cross = cross + losses.text_contrastive(s.float(), y, model.text(m), cfg.temperature)
                 slots.append(s)
-        logits = model.classifier([shared_mean[idx.to(device)]], slots).float()
-        return l3 * cross + l4 * losses.classification(logits, y)
+        logits = model.classifier([] if shared_mean is None else [shared_mean[idx.to(device)]], slots).float()
+        return l3 * cross + l4 * losses.classification(logits, y, settings.label_smoothing)
 
     try:
         return _fit(model.compensators, case_params, batches, batch_loss,
@@ -268,8 +295,10 @@ def train_stage2(model: LVPCNet, available: tuple[str, ...], train: Samples, val
 
 @torch.no_grad()
 def _frozen_features(model: LVPCNet, samples: Samples, available: tuple[str, ...], batch_size: int = 1024
-                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Stage-1 features of the available modalities, computed once: they cannot change in stage 2."""
+                     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Stage-1 features of the available modalities, computed once: they cannot change in stage 2.
+
+    The mean shared feature is None without a shared encoder (vf)."""
     device = next(model.parameters()).device
     model.eval()
     shared, specific = [], {m: [] for m in available}
@@ -277,8 +306,8 @@ def _frozen_features(model: LVPCNet, samples: Samples, available: tuple[str, ...
     for start in range(0, n, batch_size):
         x = {m: torch.from_numpy(samples.windows[m][start:start + batch_size]).to(device) for m in available}
         with autocast(device):
-            c = [F.normalize(model.shared(x[m], m).float(), dim=-1) for m in available]
-            shared.append(torch.stack(c).mean(0))
+            if model.shared is not None:
+                shared.append(torch.stack([F.normalize(model.shared(x[m], m).float(), dim=-1) for m in available]).mean(0))
             for m in available:
                 specific[m].append(F.normalize(model.specific[m](x[m]).float(), dim=-1))
-    return torch.cat(shared), {m: torch.cat(v) for m, v in specific.items()}
+    return (torch.cat(shared) if shared else None), {m: torch.cat(v) for m, v in specific.items()}

@@ -95,10 +95,11 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     table = (language.DescriptionTable.load(descriptions) if descriptions
              else language.build_descriptions(names, order, log=progress.info))
     table = table.validate(names, order)
-    encoder = text_encoders.load_text_encoder(text_encoder, log=progress.info)
+    # the v1 ablation (no language) must not depend on a text encoder in any way: none is loaded
+    encoder = text_encoders.load_text_encoder(text_encoder, log=progress.info) if settings.language else None
     model, report = fit_arrays(arrays, label_image, values, names, table, encoder, settings, progress)
     report.update(seconds=time.perf_counter() - started, grid={"width": grid.width, "height": grid.height})
-    info = ModelInfo(values, names, palette, table.to_dict(), encoder.name, report)
+    info = ModelInfo(values, names, palette, table.to_dict(), report["text_encoder"], report)
     save_model(out_model, model, info)
     progress.set_progress(100.0)
     progress.info(f"model written to {out_model} ({report['seconds']:.0f} s)")
@@ -116,7 +117,7 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
 
     from . import sampling, text_encoders
     from .encoders import ModelConfig
-    from .network import LVPCNet, absence_cases
+    from .network import PROTOTYPE_DIM, LVPCNet, absence_cases
     from .report import validation_lines
     from .training import resolve_device, seed_everything, train_stage1, train_stage2
 
@@ -141,13 +142,15 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
             raise LvpcError(f"class '{name}' has no labelled pixel with data in every layer; remove it or add ROIs for it")
     train_set, val_set, split = _split(samples, label_image, values, names, settings.patch_size, settings, progress)
     order = list(arrays)
-    text_shared, text_specific = text_encoders.encode_descriptions(table, encoder)
+    if (encoder is None) == settings.language:
+        raise ValueError("a text encoder is needed exactly when training with language priors")
+    texts = text_encoders.encode_descriptions(table, encoder) if encoder is not None else None
     check_cancel(progress)
 
     seed_everything(settings.seed)
     cfg = ModelConfig(modalities=order, bands={m: int(a.shape[0]) for m, a in arrays.items()}, n_classes=len(values),
-                      text_dim=encoder.dim, patch_size=settings.patch_size, token_grid=settings.token_grid,
-                      stem_depth=settings.stem_depth,
+                      text_dim=encoder.dim if encoder is not None else PROTOTYPE_DIM, patch_size=settings.patch_size,
+                      token_grid=settings.token_grid, stem_depth=settings.stem_depth,
                       width=settings.width, depth=settings.depth, heads=settings.heads,
                       prompt_length=settings.prompt_length, extra=settings.ablation())
     model = LVPCNet(cfg)
@@ -155,8 +158,10 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
         for m in order:
             getattr(model, f"mean_{m}").copy_(torch.from_numpy(stats[m][0]))
             getattr(model, f"std_{m}").copy_(torch.from_numpy(stats[m][1]))
-            getattr(model, f"text_{m}").copy_(torch.from_numpy(text_specific[m]))
-        model.text_shared.copy_(torch.from_numpy(text_shared))
+        if texts is not None:
+            targets = {"shared": texts[0], **texts[1]}
+            for key in model.target_keys():
+                getattr(model, f"text_{key}").copy_(torch.from_numpy(targets[key]))
     model.to(device)
     progress.info(f"training on {device.type}: {len(train_set)} training and {len(val_set)} validation pixels, "
                   f"{len(values)} classes, modalities {', '.join(order)}")
@@ -175,7 +180,7 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
         "stage1": {"best_epoch": stage1.best_epoch, "val_oa": 100 * stage1.best_accuracy, "history": stage1.history,
                    "seconds": stage1_seconds},
         "stage2": report_cases, "validation": validation_accuracy(model, val_set, cases),
-        "settings": settings.to_dict(), "device": device.type, "text_encoder": encoder.name,
+        "settings": settings.to_dict(), "device": device.type, "text_encoder": encoder.name if encoder is not None else "none (v1: learned class prototypes)",
         "n_train": len(train_set), "n_val": len(val_set), "validation_split": split,
     }
     for line in validation_lines(report):

@@ -21,9 +21,8 @@ def tiny_model(seed: int = 0, **kw) -> LVPCNet:
     model = LVPCNet(tiny_config(**kw))
     with torch.no_grad():
         k, d = model.cfg.n_classes, model.cfg.text_dim
-        model.text_shared.copy_(torch.nn.functional.normalize(torch.randn(k, d), dim=-1))
-        for m in model.cfg.modalities:
-            getattr(model, f"text_{m}").copy_(torch.nn.functional.normalize(torch.randn(k, d), dim=-1))
+        for key in model.target_keys() if model.cfg.extra.get("language", True) else []:
+            getattr(model, f"text_{key}").copy_(torch.nn.functional.normalize(torch.randn(k, d), dim=-1))
     return model
 
 

@@ -6,12 +6,13 @@ from lvpcnet_core.encoders import ModelConfig, TokenEmbedding
 from .helpers import tiny_config
 
 
-@pytest.mark.parametrize("patch,grid,kernel,stride", [(11, 3, 5, 3), (9, 3, 3, 3), (7, 3, 3, 2), (3, 3, 1, 1), (1, 3, 1, 1)])
-def test_token_geometry_centres_the_pixel(patch, grid, kernel, stride):
-    cfg = tiny_config(patch_size=patch, token_grid=grid)
+@pytest.mark.parametrize("patch,stem,grid,kernel,stride", [
+    (11, 0, 3, 5, 3), (9, 0, 3, 3, 3), (7, 0, 3, 3, 2), (3, 0, 3, 1, 1), (1, 0, 3, 1, 1),
+    (11, 2, 3, 3, 2), (11, 1, 3, 3, 3), (7, 2, 3, 1, 1), (3, 2, 3, 1, 1), (1, 2, 3, 1, 1)])
+def test_token_geometry_centres_the_pixel(patch, stem, grid, kernel, stride):
+    cfg = tiny_config(patch_size=patch, token_grid=grid, stem_depth=stem)
     assert (cfg.token_kernel, cfg.token_stride) == (kernel, stride)
-    g = cfg.grid
-    assert cfg.token_kernel + (g - 1) * cfg.token_stride == patch
+    assert cfg.token_kernel + (cfg.grid - 1) * cfg.token_stride + 2 * cfg.stem == patch
 
 
 def test_even_patch_refused():
@@ -19,10 +20,14 @@ def test_even_patch_refused():
         tiny_config(patch_size=10)
 
 
-def test_dense_embedding_gathers_the_same_tokens_as_windows():
+@pytest.mark.parametrize("stem", [0, 2])
+def test_dense_embedding_gathers_the_same_tokens_as_windows(stem):
     torch.manual_seed(0)
-    cfg = tiny_config(patch_size=11)
+    cfg = tiny_config(patch_size=11, stem_depth=stem)
     embed = TokenEmbedding(4, cfg)
+    embed.train()
+    embed(torch.randn(64, 4, 11, 11) * 3 + 1)   # batch-norm statistics away from the identity
+    embed.eval()
     block = torch.randn(1, 4, 6 + 10, 5 + 10)  # 6 x 5 pixels plus halo of 5
     rows, cols = torch.meshgrid(torch.arange(6), torch.arange(5), indexing="ij")
     rows, cols = rows.flatten(), cols.flatten()

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from lvpcnet_core.predict import ScenePredictor, blocks
@@ -11,8 +12,9 @@ def _pad(a, r):
     return np.pad(a, ((0, 0), (r, r), (r, r)), constant_values=np.nan)
 
 
-def test_block_prediction_equals_window_prediction_with_per_pixel_absence():
-    model = tiny_model()
+@pytest.mark.parametrize("extra", [{}, {"decoupling": False}, {"language": False}], ids=["lvpc", "vf", "v1"])
+def test_block_prediction_equals_window_prediction_with_per_pixel_absence(extra):
+    model = tiny_model(extra=extra)
     model.add_case(("hs",))
     model.add_case(("lidar",))
     rng = np.random.default_rng(1)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from lvpcnet_core.network import absence_cases
@@ -74,9 +75,44 @@ def test_ablations_build_and_train():
         train_stage1(model, data, data, settings, SilentProgress())
         train_stage2(model, ("hs",), data, data, settings, SilentProgress(), (60, 100))
         sizes[type(model.compensators["hs->lidar"])] = model.compensators["hs->lidar"].n_parameters()
-        if extra.get("language") is False:
-            assert not torch.equal(model.text("hs"), torch.nn.functional.normalize(model.text_hs, dim=-1))
     prompts = tiny_model()
     prompts.add_case(("hs",))
     assert isinstance(prompts.compensators["hs->lidar"], Compensator)
     assert sizes[Reconstructor] > 20 * prompts.compensators["hs->lidar"].n_parameters()
+
+
+def test_v1_has_no_text_feature_and_learns_its_own_class_targets():
+    """v1 must measure 'no language': its model holds no text feature, so none can be read in either stage."""
+    model = tiny_model(extra={"language": False})
+    assert not [k for k in model.state_dict() if k.startswith("text_")]
+    with pytest.raises(AttributeError):
+        model.text_shared
+    data = separable_samples(model.cfg)
+    before = {k: v.clone() for k, v in model.prototypes.items()}
+    fit = train_stage1(model, data, data, TrainSettings(**FAST), SilentProgress())
+    assert fit.best_accuracy > 0.9
+    assert all(not torch.equal(before[k], model.prototypes[k]) for k in before)   # shared prototypes trained too
+    train_stage2(model, ("hs",), data, data, TrainSettings(**FAST), SilentProgress(), (60, 100))
+    assert _accuracy(model, data, ("hs",)) > 0.6
+
+
+def test_vf_has_one_encoder_per_modality_aligned_with_the_shared_priors():
+    model = tiny_model(extra={"decoupling": False})
+    assert model.shared is None
+    assert [k for k in model.state_dict() if k.startswith("text_")] == ["text_shared"]
+    assert all(torch.equal(model.text(m), model.text(None)) for m in model.cfg.modalities)
+    data = separable_samples(model.cfg)
+    assert train_stage1(model, data, data, TrainSettings(**FAST), SilentProgress()).best_accuracy > 0.9
+    train_stage2(model, ("lidar",), data, data, TrainSettings(**FAST), SilentProgress(), (60, 100))
+    assert _accuracy(model, data, ("lidar",)) > 0.6
+
+
+def test_augmentation_gives_each_sample_its_own_view():
+    from lvpcnet_core.training import _dihedral
+
+    windows = torch.arange(2 * 9, dtype=torch.float32).reshape(2, 1, 3, 3)
+    views = torch.tensor([1, 4])
+    out = _dihedral(windows, views)
+    assert torch.equal(out[0], torch.rot90(windows[0], 1, dims=(1, 2)))
+    assert torch.equal(out[1], torch.flip(windows[1], dims=(2,)))
+    assert _dihedral(windows, None) is windows

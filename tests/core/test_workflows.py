@@ -144,3 +144,24 @@ def test_single_modality_training_is_refused(tmp_path):
     scene = make_scene(tmp_path, width=12, height=12)
     with pytest.raises(LvpcError, match="at least two modalities"):
         workflows.train({"hs": scene.paths["hs"]}, str(tmp_path / "m.lvpc"), workflows.LabelSource(raster=scene.labels))
+
+
+def test_v1_training_loads_no_text_encoder(tmp_path, monkeypatch):
+    """The v1 ablation trains and classifies with no text encoder anywhere (one that cannot load must not matter)."""
+    from dataclasses import replace
+
+    from lvpcnet_core import text_encoders
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("v1 loaded a text encoder")
+
+    monkeypatch.setattr(text_encoders, "load_text_encoder", refuse)
+    monkeypatch.setattr(text_encoders, "encode_descriptions", refuse)
+    scene = make_scene(tmp_path, width=24, height=24)
+    model = str(tmp_path / "v1.lvpc")
+    report = workflows.train(scene.paths, model, workflows.LabelSource(raster=scene.labels), text_encoder="minilm",
+                             settings=replace(FAST, language=False, epochs_stage1=3, epochs_stage2=2))
+    assert report["text_encoder"].startswith("none")
+    assert not [k for k in load_model(model)[0].state_dict() if k.startswith("text_")]
+    workflows.classify(model, {"lidar": scene.paths["lidar"]}, str(tmp_path / "map.tif"))
+    assert gdal.Open(str(tmp_path / "map.tif")).ReadAsArray().max() > 0
