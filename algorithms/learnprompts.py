@@ -58,6 +58,6 @@ class LearnPromptsAlgorithm(LvpcAlgorithm):
             self.label_source(parameters, context, feedback),
             [keys[i] for i in self.parameterAsEnums(parameters, self.AVAILABLE, context)], out_model,
             settings=settings, progress=progress)
-        progress.info(f"prompts for {result['case']} available: validation OA {result['val_oa']:.2f} % "
-                      f"(best epoch {result['best_epoch']})")
+        accuracy = "no validation" if result["val_oa"] is None else f"validation OA {result['val_oa']:.2f} %"
+        progress.info(f"prompts for {result['case']} available: {accuracy} (best epoch {result['best_epoch']})")
         return {self.OUTPUT_MODEL: out_model}

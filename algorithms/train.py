@@ -7,6 +7,7 @@ from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsProcessingContext,
     QgsProcessingFeedback,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -18,7 +19,7 @@ from .base import DEVICES, FeedbackProgress, LvpcAlgorithm
 
 # Defaults of lvpcnet_core.training.TrainSettings (a test keeps them equal; importing it here would load torch).
 DEFAULTS = {"patch_size": 11, "epochs_stage1": 100, "epochs_stage2": 40, "batch_size": 128, "learning_rate": 1e-3,
-            "seed": 0, "validation_fraction": 0.15}
+            "seed": 0, "validation_fraction": 0.15, "refit": True}
 
 
 class TrainAlgorithm(LvpcAlgorithm):
@@ -40,6 +41,7 @@ class TrainAlgorithm(LvpcAlgorithm):
     LEARNING_RATE = "LEARNING_RATE"
     SEED = "SEED"
     VALIDATION_FRACTION = "VALIDATION_FRACTION"
+    REFIT = "REFIT"
     OUTPUT_MODEL = "OUTPUT_MODEL"
     REPORT = "REPORT"
 
@@ -77,6 +79,13 @@ class TrainAlgorithm(LvpcAlgorithm):
                  "accuracy: whole ROI polygons (blocks of a class drawn as one polygon), at most half of a class, "
                  "with the training pixels within half a window of them left out, so that the validation accuracy "
                  "is not inflated by overlapping windows.", advanced=True)
+        self.add(QgsProcessingParameterBoolean(self.REFIT, "Train again on every labelled pixel (refit)",
+                                               DEFAULTS["refit"]),
+                 "After validation, train the model again from the start on all labelled pixels, for all epochs; "
+                 "the validation accuracy reported is that of the run without the validation areas. Doubles the "
+                 "training time; on a few hundred pixels it is usually worth several points. Off: the model of "
+                 "the best validation epoch is kept.",
+                 advanced=True)
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, "Model", fileFilter="LVPC model (*.lvpc)"),
                  "Where to write the trained model (.lvpc); give it to <i>Classify</i>, <i>Evaluate</i> and "
                  "<i>Learn prompts</i>.")
@@ -105,6 +114,7 @@ class TrainAlgorithm(LvpcAlgorithm):
             learning_rate=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             validation_fraction=self.parameterAsDouble(parameters, self.VALIDATION_FRACTION, context),
+            refit=self.parameterAsBoolean(parameters, self.REFIT, context),
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)])
         out_model = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         result = workflows.train(

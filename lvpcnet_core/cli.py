@@ -64,6 +64,9 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
                    help="share of each class held out for validation as whole ROI polygons, at most half "
                         "(default %(default)s)")
+    g.add_argument("--no-refit", dest="refit", action="store_false",
+                   help="keep the best validation epoch of the model trained without the validation areas instead of "
+                        "training it again on every labelled pixel for all epochs (faster, usually less accurate)")
     g.add_argument("--max-samples-per-class", type=int, default=defaults.max_samples_per_class,
                    help="random subset of labelled pixels per class (default %(default)s)")
     g.add_argument("--seed", type=int, default=defaults.seed, help="random seed; same seed on CPU = same model (default %(default)s)")

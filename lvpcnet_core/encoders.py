@@ -27,7 +27,7 @@ class ModelConfig:
     text_dim: int
     patch_size: int = 11
     token_grid: int = 3
-    stem_depth: int = 2
+    stem_depth: int = 1
     width: int = 64
     depth: int = 4
     heads: int = 4

@@ -131,14 +131,18 @@ def training_report(report: dict, title: str = "LVPC training report") -> str:
     stage1 = report.get("stage1", {})
     history = stage1.get("history", [])
     body.append(f"<h2>Stage 1: language-guided feature learning</h2><p>Best epoch {stage1.get('best_epoch')}, "
-                f"validation OA {_fmt(stage1.get('val_oa'))} %.</p>")
+                f"validation OA {_fmt(stage1.get('val_oa'))} %."
+                + (" The model in the file was then trained again on every labelled pixel for the whole schedule "
+                   "(refit); the validation figures are those of the run that held the validation areas out, an "
+                   "honest, slightly pessimistic estimate for it." if report.get("refit") else "") + "</p>")
     body.append(line_chart({"training loss": [(h["epoch"], h["loss"]) for h in history]}, "Stage 1 loss", "loss"))
-    body.append(line_chart({"validation OA": [(h["epoch"], 100 * h["val_oa"]) for h in history]},
+    body.append(line_chart({"validation OA": [(h["epoch"], 100 * h["val_oa"]) for h in history if "val_oa" in h]},
                            "Stage 1 validation accuracy", "OA %"))
     stage2 = report.get("stage2", {})
     if stage2:
         body.append("<h2>Stage 2: visual prompts for each absence case</h2>")
-        body.append(line_chart({f"{case} available": [(h["epoch"], 100 * h["val_oa"]) for h in fit.get("history", [])]
+        body.append(line_chart({f"{case} available": [(h["epoch"], 100 * h["val_oa"]) for h in fit.get("history", [])
+                                                      if "val_oa" in h]
                                 for case, fit in stage2.items()}, "Stage 2 validation accuracy", "OA %"))
         body.append(_table("Best epoch per absence case", ["available modalities", "best epoch", "validation OA %"],
                            [[escape(c), str(f.get("best_epoch")), _fmt(f.get("val_oa"))] for c, f in stage2.items()]))

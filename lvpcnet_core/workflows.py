@@ -117,9 +117,9 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
 
     from . import sampling, text_encoders
     from .encoders import ModelConfig
-    from .network import PROTOTYPE_DIM, LVPCNet, absence_cases
+    from .network import PROTOTYPE_DIM, absence_cases
     from .report import validation_lines
-    from .training import resolve_device, seed_everything, train_stage1, train_stage2
+    from .training import resolve_device
 
     device = resolve_device(settings.device)
     if settings.threads:
@@ -147,45 +147,77 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
     texts = text_encoders.encode_descriptions(table, encoder) if encoder is not None else None
     check_cancel(progress)
 
-    seed_everything(settings.seed)
     cfg = ModelConfig(modalities=order, bands={m: int(a.shape[0]) for m, a in arrays.items()}, n_classes=len(values),
                       text_dim=encoder.dim if encoder is not None else PROTOTYPE_DIM, patch_size=settings.patch_size,
                       token_grid=settings.token_grid, stem_depth=settings.stem_depth,
                       width=settings.width, depth=settings.depth, heads=settings.heads,
                       prompt_length=settings.prompt_length, extra=settings.ablation())
+    cases = [tuple(m for m in order if m in c) for c in (settings.cases if settings.cases is not None
+                                                           else absence_cases(order))]
+    progress.info(f"training on {device.type}: {len(train_set)} training and {len(val_set)} validation pixels, "
+                  f"{len(values)} classes, modalities {', '.join(order)}")
+    started = time.perf_counter()
+    refit = settings.refit and len(val_set) > 0
+    model = _new_model(cfg, stats, texts, settings.seed, device)
+    stage1, fits = _train_stages(model, cases, train_set, val_set, settings, progress, (5.0, 50.0 if refit else 95.0))
+    validation = validation_accuracy(model, val_set, cases)
+    if refit:
+        progress.info(f"refit: training again on all {len(samples)} labelled pixels for the whole schedule; the "
+                      "validation figures above are those of the run without the validation areas")
+        model = _new_model(cfg, stats, texts, settings.seed, device)
+        _train_stages(model, cases, samples, None, settings, progress, (50.0, 95.0))
+    report = {
+        "class_counts": dict(zip(names, counts.tolist())), "modalities": order,
+        "stage1": {"best_epoch": stage1.best_epoch, "val_oa": _percent(stage1.best_accuracy),
+                   "history": stage1.history, "seconds": time.perf_counter() - started},
+        "stage2": {"+".join(c): {"best_epoch": f.best_epoch, "val_oa": _percent(f.best_accuracy), "history": f.history}
+                   for c, f in zip(cases, fits)},
+        "validation": validation, "refit": refit,
+        "settings": settings.to_dict(), "device": device.type,
+        "text_encoder": encoder.name if encoder is not None else "none (v1: learned class prototypes)",
+        "n_train": len(train_set), "n_val": len(val_set), "validation_split": split,
+    }
+    for line in validation_lines(report):
+        progress.info(line)
+    return model, report
+
+
+def _percent(accuracy: float | None) -> float | None:
+    return None if accuracy is None else 100 * accuracy
+
+
+def _new_model(cfg, stats: dict, texts: tuple | None, seed: int, device):
+    """A fresh network with the training scene's band statistics and the class targets (text features)."""
+    import torch
+
+    from .network import LVPCNet
+    from .training import seed_everything
+
+    seed_everything(seed)
     model = LVPCNet(cfg)
     with torch.no_grad():
-        for m in order:
+        for m in cfg.modalities:
             getattr(model, f"mean_{m}").copy_(torch.from_numpy(stats[m][0]))
             getattr(model, f"std_{m}").copy_(torch.from_numpy(stats[m][1]))
         if texts is not None:
             targets = {"shared": texts[0], **texts[1]}
             for key in model.target_keys():
                 getattr(model, f"text_{key}").copy_(torch.from_numpy(targets[key]))
-    model.to(device)
-    progress.info(f"training on {device.type}: {len(train_set)} training and {len(val_set)} validation pixels, "
-                  f"{len(values)} classes, modalities {', '.join(order)}")
-    started = time.perf_counter()
-    stage1 = train_stage1(model, train_set, val_set, settings, progress, (5.0, 60.0))
-    stage1_seconds = time.perf_counter() - started
-    cases = [model.ordered(c) for c in (settings.cases if settings.cases is not None else absence_cases(order))]
-    report_cases = {}
+    return model.to(device)
+
+
+def _train_stages(model, cases: list[tuple[str, ...]], train: Samples, val: Samples | None, settings,
+                  progress: Progress, span: tuple[float, float]):
+    """Stage 1, then the prompts of every absence case; without `val` (the refit) each keeps its last epoch."""
+    from .training import train_stage1, train_stage2
+
+    middle = span[0] + (span[1] - span[0]) * 0.6 if cases else span[1]
+    stage1 = train_stage1(model, train, val, settings, progress, (span[0], middle))
+    fits = []
     for i, case in enumerate(cases):
-        span = (60.0 + 35.0 * i / len(cases), 60.0 + 35.0 * (i + 1) / len(cases))
-        fit = train_stage2(model, case, train_set, val_set, settings, progress, span)
-        report_cases["+".join(case)] = {"best_epoch": fit.best_epoch, "val_oa": 100 * fit.best_accuracy,
-                                        "history": fit.history}
-    report = {
-        "class_counts": dict(zip(names, counts.tolist())), "modalities": order,
-        "stage1": {"best_epoch": stage1.best_epoch, "val_oa": 100 * stage1.best_accuracy, "history": stage1.history,
-                   "seconds": stage1_seconds},
-        "stage2": report_cases, "validation": validation_accuracy(model, val_set, cases),
-        "settings": settings.to_dict(), "device": device.type, "text_encoder": encoder.name if encoder is not None else "none (v1: learned class prototypes)",
-        "n_train": len(train_set), "n_val": len(val_set), "validation_split": split,
-    }
-    for line in validation_lines(report):
-        progress.info(line)
-    return model, report
+        part = (middle + (span[1] - middle) * i / len(cases), middle + (span[1] - middle) * (i + 1) / len(cases))
+        fits.append(train_stage2(model, case, train, val, settings, progress, part))
+    return stage1, fits
 
 
 def _split(samples: Samples, label_image: np.ndarray, values: list[int], names: list[str], patch_size: int, settings,
@@ -396,12 +428,18 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
     train_set, val_set, _ = _split(samples, label_image, info.class_values, info.class_names, model.cfg.patch_size,
                                    settings, progress)
     seed_everything(settings.seed)
-    fit = train_stage2(model, case, train_set, val_set, settings, progress, (5.0, 95.0))
-    info.report.setdefault("stage2", {})["+".join(case)] = {"best_epoch": fit.best_epoch,
-                                                            "val_oa": 100 * fit.best_accuracy, "history": fit.history}
+    refit = settings.refit and len(val_set) > 0
+    fit = train_stage2(model, case, train_set, val_set, settings, progress, (5.0, 50.0 if refit else 95.0))
+    if refit:
+        progress.info(f"refit: training the prompts again on all {len(samples)} labelled pixels")
+        seed_everything(settings.seed)
+        train_stage2(model, case, samples, None, settings, progress, (50.0, 95.0))
+    result = {"best_epoch": fit.best_epoch, "val_oa": _percent(fit.best_accuracy), "history": fit.history,
+              "refit": refit}
+    info.report.setdefault("stage2", {})["+".join(case)] = result
     save_model(out_model, model, info)
     progress.set_progress(100.0)
-    return {"case": "+".join(case), "val_oa": 100 * fit.best_accuracy, "best_epoch": fit.best_epoch}
+    return {"case": "+".join(case), **result}
 
 
 def describe(classes: list[str], modalities: list[str], out_path: str) -> str:

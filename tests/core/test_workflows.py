@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 from osgeo import gdal
 
@@ -165,3 +166,21 @@ def test_v1_training_loads_no_text_encoder(tmp_path, monkeypatch):
     assert not [k for k in load_model(model)[0].state_dict() if k.startswith("text_")]
     workflows.classify(model, {"lidar": scene.paths["lidar"]}, str(tmp_path / "map.tif"))
     assert gdal.Open(str(tmp_path / "map.tif")).ReadAsArray().max() > 0
+
+
+def test_refit_trains_the_delivered_model_on_every_labelled_pixel(tmp_path):
+    """With refit the model in the file is not the validated one: same seed, all pixels, the validated epochs."""
+    from dataclasses import replace
+
+    scene = make_scene(tmp_path, width=32, height=32)
+    settings = replace(FAST, epochs_stage1=4, epochs_stage2=2, cases=[("lidar",)])
+    paths = {}
+    for refit in (True, False):
+        paths[refit] = str(tmp_path / f"refit_{refit}.lvpc")
+        progress = SilentProgress()
+        report = workflows.train(scene.paths, paths[refit], workflows.LabelSource(raster=scene.labels),
+                                 text_encoder="minilm", settings=replace(settings, refit=refit), progress=progress)
+        assert report["refit"] is refit
+        assert any(m.startswith("refit: training again on all") for m in progress.messages) is refit
+    refitted, validated = (load_model(paths[k])[0].state_dict() for k in (True, False))
+    assert any(not torch.equal(refitted[k], validated[k]) for k in validated)
