@@ -160,8 +160,17 @@ def _report(report: dict) -> dict:
     """The training facts worth keeping (no per-epoch history)."""
     return {"stage1_best_epoch": report["stage1"]["best_epoch"], "stage1_val_oa": report["stage1"]["val_oa"],
             "stage1_seconds": report["stage1"]["seconds"], "n_train": report["n_train"], "n_val": report["n_val"],
+            "n_labelled": sum(report["class_counts"].values()), "refit": report["refit"],
             "stage2": {k: {"best_epoch": v["best_epoch"], "val_oa": v["val_oa"]} for k, v in report["stage2"].items()},
             "validation": report["validation"]}
+
+
+def engine_defaults() -> dict:
+    """The engine's training defaults (network and schedule): a run made with other defaults is not reused."""
+    from lvpcnet_core.training import TrainSettings
+
+    skip = {"epochs_stage1", "epochs_stage2", "patience", "max_samples_per_class", "seed", "device", "threads"}
+    return {k: v for k, v in TrainSettings().to_dict().items() if k not in skip}
 
 
 def run_config(args: argparse.Namespace, unit: str | None = None) -> dict:
@@ -171,6 +180,8 @@ def run_config(args: argparse.Namespace, unit: str | None = None) -> dict:
                                             "text_encoder", "modalities")}
     if unit in baselines.METHODS:
         config["baseline_inputs"] = baselines.INPUTS
+    else:
+        config["engine"] = engine_defaults()
     if unit == "cnn":
         config["cnn_epochs"] = args.cnn_epochs
     return config
@@ -295,7 +306,7 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, args: argparse.Name
             params.setdefault(r["unit"], {})[key] = n
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "bench.accuracy", *sys.argv[1:]])
     seeds = sorted({r["seed"] for r in results})
-    n_train = sorted({t["n_train"] + t["n_val"] for r in results if "training" in r
+    n_train = sorted({t.get("n_labelled", t["n_train"] + t["n_val"]) for r in results if "training" in r
                       for t in ([r["training"]] if "n_train" in r["training"] else r["training"].values())})
     cap = config["train_per_class"]
     lines = [f"# Accuracy benchmark: {args.name or scene.name}", "",
@@ -303,8 +314,8 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, args: argparse.Name
              f"- Scene: {scene.summary()}",
              f"- Classes: {', '.join(scene.class_names)}",
              f"- Training pixels: {f'at most {cap} per class' if cap else 'all'} from the training part "
-             f"({', '.join(map(str, n_train))} px per model; LVPC's models hold 15 % of them out for validation, "
-             "which picks the best epoch; the baselines train on all of them); "
+             f"({', '.join(map(str, n_train))} px per model; LVPC's models validate on whole areas held out of them "
+             "(the engine's spatial split), then train again on all of them; the baselines train on all of them); "
              f"test pixels: {int((test > 0).sum())}"
              + (f" (at most {config['test_per_class']} per class, one fixed draw)" if config["test_per_class"] else ""),
              f"- Settings: stage 1 {config['epochs1']} epochs, stage 2 {config['epochs2']} epochs, patience "

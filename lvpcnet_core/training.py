@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -147,6 +148,7 @@ class FitResult:
     best_epoch: int
     best_accuracy: float | None     # None: trained without validation
     history: list[dict]
+    seconds: float
 
 
 def _fit(module: torch.nn.Module, params: list[torch.nn.Parameter], batches: Batches,
@@ -158,7 +160,7 @@ def _fit(module: torch.nn.Module, params: list[torch.nn.Parameter], batches: Bat
     pixels in a few areas, single epochs at a high learning rate spike (Trento, one seed: 99 % at epoch 46 between
     88 % epochs), and picking a spike picks a noisy model.
     Without `validate` (the refit on every labelled pixel) the whole schedule runs and the last epoch is kept."""
-    device = batches.device
+    device, started = batches.device, time.perf_counter()
     optimiser = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     schedule = _schedule(optimiser, epochs * len(batches), min(settings.warmup_epochs, epochs // 4) * len(batches))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
@@ -198,7 +200,7 @@ def _fit(module: torch.nn.Module, params: list[torch.nn.Parameter], batches: Bat
     if best_state is not None:
         module.load_state_dict(best_state)
     progress.set_progress(span[1])
-    return FitResult(best_epoch, best_accuracy, history)
+    return FitResult(best_epoch, best_accuracy, history, time.perf_counter() - started)
 
 
 def _schedule(optimiser: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LRScheduler:

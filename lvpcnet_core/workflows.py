@@ -169,10 +169,10 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
     report = {
         "class_counts": dict(zip(names, counts.tolist())), "modalities": order,
         "stage1": {"best_epoch": stage1.best_epoch, "val_oa": _percent(stage1.best_accuracy),
-                   "history": stage1.history, "seconds": time.perf_counter() - started},
+                   "history": stage1.history, "seconds": stage1.seconds},
         "stage2": {"+".join(c): {"best_epoch": f.best_epoch, "val_oa": _percent(f.best_accuracy), "history": f.history}
                    for c, f in zip(cases, fits)},
-        "validation": validation, "refit": refit,
+        "validation": validation, "refit": refit, "fit_seconds": time.perf_counter() - started,
         "settings": settings.to_dict(), "device": device.type,
         "text_encoder": encoder.name if encoder is not None else "none (v1: learned class prototypes)",
         "n_train": len(train_set), "n_val": len(val_set), "validation_split": split,
