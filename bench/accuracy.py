@@ -96,7 +96,7 @@ class Runner:
         a = self.args
         return TrainSettings(epochs_stage1=a.epochs1, epochs_stage2=a.epochs2, patience=a.patience,
                              max_samples_per_class=a.train_per_class, seed=seed, device=a.device, threads=a.threads,
-                             **changes)
+                             **{**getattr(a, "set", {}), **changes})
 
     def fit(self, modalities: list[str], settings):
         from lvpcnet_core import language
@@ -170,7 +170,8 @@ def engine_defaults() -> dict:
     from lvpcnet_core.training import TrainSettings
 
     skip = {"epochs_stage1", "epochs_stage2", "patience", "max_samples_per_class", "seed", "device", "threads"}
-    return {k: v for k, v in TrainSettings().to_dict().items() if k not in skip}
+    # as the cache's JSON holds them (tuples become lists), so that a cached run compares equal
+    return json.loads(json.dumps({k: v for k, v in TrainSettings().to_dict().items() if k not in skip}))
 
 
 def run_config(args: argparse.Namespace, unit: str | None = None) -> dict:
@@ -181,7 +182,7 @@ def run_config(args: argparse.Namespace, unit: str | None = None) -> dict:
     if unit in baselines.METHODS:
         config["baseline_inputs"] = baselines.INPUTS
     else:
-        config["engine"] = engine_defaults()
+        config["engine"] = {**engine_defaults(), **getattr(args, "set", {})}
     if unit == "cnn":
         config["cnn_epochs"] = args.cnn_epochs
     return config
@@ -320,6 +321,7 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, args: argparse.Name
              + (f" (at most {config['test_per_class']} per class, one fixed draw)" if config["test_per_class"] else ""),
              f"- Settings: stage 1 {config['epochs1']} epochs, stage 2 {config['epochs2']} epochs, patience "
              f"{config['patience']}, text encoder {config['text_encoder']}, engine defaults otherwise"
+             + "".join(f", {k} = {v}" for k, v in getattr(args, "set", {}).items())
              + (f"; small CNN {config['cnn_epochs']} epochs, batch 64, Adam 1e-3, last epoch" if "cnn" in table
                 else "") + f"; seeds {seeds}",
              f"- Cells: OA / AA / kappa in percent, mean ± standard deviation over {len(seeds)} seeds; "
@@ -367,6 +369,21 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, args: argparse.Name
     return md
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """KEY=VALUE for a field of TrainSettings, the value parsed as JSON (0, false, 0.1) or kept as text."""
+    from dataclasses import fields
+
+    from lvpcnet_core.training import TrainSettings
+
+    key, _, value = text.partition("=")
+    if key not in {f.name for f in fields(TrainSettings)}:
+        raise argparse.ArgumentTypeError(f"'{key}' is not a training setting")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True,
@@ -387,7 +404,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default="docs/benchmarks")
     p.add_argument("--name", help="name of the tables and the run cache (default: the dataset's), for variants")
+    p.add_argument("--set", action="append", type=_setting, default=[], metavar="KEY=VALUE",
+                   help="change one engine training default for the neural rows (e.g. stem_depth=0), for ablations of "
+                        "the engine's choices; use with --name")
     args = p.parse_args(argv)
+    args.set = dict(args.set)
     args.train_per_class = args.train_per_class or None
     args.test_per_class = args.test_per_class or None
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
