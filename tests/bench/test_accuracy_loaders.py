@@ -2,6 +2,7 @@
 table arithmetic (test-pixel cap, mean ± std, paired verdicts)."""
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -195,3 +196,19 @@ def test_benchmark_runs_writes_table_and_reuses_cached_runs(tmp_path):
     assert cached.stat().st_mtime_ns == stamp
     result = json.loads((tmp_path / "out" / "trento.json").read_text())
     assert result["table"]["rf"]["complete"]["oa"]["mean"] > 90
+
+
+def test_set_changes_engine_defaults_and_keys_the_cache():
+    key, value = accuracy._setting("stem_depth=0")
+    assert (key, value) == ("stem_depth", 0)
+    assert accuracy._setting("refit=false") == ("refit", False)
+    with pytest.raises(argparse.ArgumentTypeError):
+        accuracy._setting("no_such_setting=1")
+    args = argparse.Namespace(epochs1=1, epochs2=1, patience=0, train_per_class=None, test_per_class=None,
+                              text_encoder="minilm", modalities=None, set={"stem_depth": 0}, cnn_epochs=1)
+    assert accuracy.run_config(args, "lvpc")["engine"]["stem_depth"] == 0
+    from lvpcnet_core.training import TrainSettings
+
+    default = accuracy.run_config(argparse.Namespace(**{**vars(args), "set": {}}), "lvpc")["engine"]["stem_depth"]
+    assert default == TrainSettings().stem_depth
+    assert "engine" not in accuracy.run_config(args, "rf")
