@@ -177,7 +177,7 @@ def split_summary(split: dict) -> str:
     n = sum(split["val_pixels"].values())
     if not n:
         return ("no validation pixels (validation fraction 0 or too few labelled pixels): "
-                "the best epoch is chosen on the training pixels")
+                "the model of the last epoch is kept")
     held = [f"{name}: {split['val_groups'][name]} of {split['groups'][name]} "
             + ("areas" if method == "components" else _blocks(split))
             for name, method in split["method"].items() if method != "none"]
@@ -187,7 +187,8 @@ def split_summary(split: dict) -> str:
     if none:
         parts.append(f"no validation pixels of {', '.join(none)} (fewer than 3 pixels or a single block)")
     if split["dropped_by_gap"]:
-        parts.append(f"{split['dropped_by_gap']} training pixels within half a window of them not used")
+        parts.append(f"{split['dropped_by_gap']} training pixels within half a window of them left out of the "
+                     "validated run")
     kept = [name for name, count in split["kept_in_gap"].items() if count]
     if kept:
         parts.append(f"the training pixels of {', '.join(kept)} all lie within half a window of validation pixels "

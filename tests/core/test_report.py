@@ -103,7 +103,7 @@ def test_split_summary_names_classes_without_validation_and_the_gap_kept() -> No
                  val_pixels={"forest": 4, "water": 0}, kept_in_gap={"forest": 3, "water": 0}, dropped_by_gap=0)
     text = report.split_summary(split)
     assert "no validation pixels of water" in text and "of forest all lie within half a window" in text
-    assert "not used" not in text
+    assert "left out of the validated run" not in text
     empty = dict(split, val_pixels={"forest": 0, "water": 0})
     assert report.split_summary(empty).startswith("no validation pixels")
 
