@@ -281,7 +281,7 @@ def best_alternatives(table: dict, comparison: dict, columns: list[str], referen
             continue
         best = max(rivals, key=lambda row: table[row][col]["oa"]["mean"])
         paired = comparison.get(best, {}).get(col, {"verdict": "no common seeds"})
-        out[col] = {"row": best, "oa": table[best][col]["oa"]["mean"], f"{reference}_oa": ref["oa"]["mean"], **paired}
+        out[col] = {"row": best, "oa": table[best][col]["oa"]["mean"], "reference_oa": ref["oa"]["mean"], **paired}
     return out
 
 
@@ -294,10 +294,12 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, args: argparse.Name
 
     results = _load_runs(runs, args)
     table = aggregate(results)
-    comparison = compare(table)
     modalities = list(scene.arrays)
+    # LVPC's full model; on a one-modality scene (Trento's LiDAR) LVPC is its stage 1 alone, the single-modality row
+    reference = "lvpc" if len(modalities) > 1 else f"{modalities[0]}-net"
+    comparison = compare(table, reference)
     columns = [column(t, modalities) for t in test_sets(modalities)]
-    best = best_alternatives(table, comparison, columns)
+    best = best_alternatives(table, comparison, columns, reference)
     config = run_config(args, "cnn")
     singles = [r for r in table if r.endswith("-net")]
     rows = [*singles, *[r for r in ROWS if r in table]]
@@ -339,22 +341,22 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, args: argparse.Name
         for unit, keys in params.items():
             lines.append(f"- {LABELS.get(unit, unit)}: " + ", ".join(f"`{k}` {n:,}" for k, n in sorted(keys.items())))
     if comparison:
-        lines += ["", "LVPC (prompts) against each row, overall accuracy, paired over seeds "
+        lines += ["", f"{row_label(reference)} against each row, overall accuracy, paired over seeds "
                   "(mean difference in points ± standard error; 'beats' / 'loses to' only beyond 2 standard "
                   "errors):", "",
-                  "| LVPC vs | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+                  f"| {row_label(reference)} vs | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
         for row in rows:
             if row in comparison:
                 cells = [f"{v['verdict']} ({v['mean_difference']:+.2f} ± {v['standard_error'] or 0:.2f})"
                          if (v := comparison[row].get(col)) else "—" for col in columns]
                 lines.append(f"| {row_label(row)} | " + " | ".join(cells) + " |")
     if best:
-        lines += ["", "LVPC (prompts) against the best alternative of each column (highest mean OA of the other rows, "
-                  "vp1 excluded: it is LVPC's own model zero-filled):", ""]
+        lines += ["", f"{row_label(reference)} against the best alternative of each column (highest mean OA of the "
+                  "other rows, vp1 excluded: it is LVPC's own model zero-filled):", ""]
         for col, b in best.items():
             paired = (f" ({b['mean_difference']:+.2f} ± {b['standard_error'] or 0:.2f})"
                       if "mean_difference" in b else "")
-            lines.append(f"- {col}: LVPC {b['lvpc_oa']:.2f} vs {row_label(b['row'])} {b['oa']:.2f}: "
+            lines.append(f"- {col}: LVPC {b['reference_oa']:.2f} vs {row_label(b['row'])} {b['oa']:.2f}: "
                          f"LVPC {b['verdict']}{paired}")
     out = Path(args.out)
     name = args.name or scene.name
@@ -363,7 +365,7 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, args: argparse.Name
     write_json(out / f"{name}.json", {
         "dataset": scene.name, "command": command, "split": scene.split, "classes": scene.class_names,
         "modalities": modalities, "columns": columns, "config": config, "seeds": seeds, "table": table,
-        "comparison_with_lvpc": comparison, "best_alternative_to_lvpc": best, "compensator_parameters": params,
+        "reference_row": reference, "comparison_with_lvpc": comparison, "best_alternative_to_lvpc": best, "compensator_parameters": params,
         "platform": {"python": platform.python_version(), "machine": platform.machine()}})
     print(md.read_text(), flush=True)
     return md

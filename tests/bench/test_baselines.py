@@ -61,5 +61,5 @@ def test_best_alternative_is_the_highest_other_row_and_ignores_vp1():
     best = accuracy.best_alternatives(table, accuracy.compare(table), ["complete", "w/o b", "w/o a"])
     assert set(best) == {"complete", "w/o b"}
     assert best["complete"]["row"] == "rf" and best["complete"]["oa"] == pytest.approx(85)
-    assert best["complete"]["lvpc_oa"] == pytest.approx(81) and best["complete"]["verdict"] == "loses to"
+    assert best["complete"]["reference_oa"] == pytest.approx(81) and best["complete"]["verdict"] == "loses to"
     assert best["w/o b"]["row"] == "a-net" and best["w/o b"]["mean_difference"] == pytest.approx(2)
