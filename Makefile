@@ -44,15 +44,24 @@ deploy:
 	ln -sfn "$(CURDIR)" "$(PLUGINS_DIR)/lvpc"
 	@echo "deploy: $(PLUGINS_DIR)/lvpc -> $(CURDIR); enable LVPC in QGIS (Plugins > Manage and Install Plugins)"
 
-# Accuracy benchmark (issue 6): Table-1 layout per scene under docs/benchmarks/; resumable (cached per run); about an hour on 2 cores.
+# Accuracy benchmark (issues 6, 10): Table-1 layout per scene under docs/benchmarks/; resumable (cached per run). Several hours
+# on 2 cores (Brandenburg: about 25 min per seed for LVPC, its dropout row and the single-modality nets, 30 for the CNN).
 .PHONY: bench-accuracy
 BENCH_SEEDS ?= 0 1 2
 BENCH_DATA ?= ../shared/data
 bench-accuracy: setup
-	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset trento --data $(BENCH_DATA)/trento_lidar --train-per-class 0 --test-per-class 0 --seeds $(BENCH_SEEDS)
+	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset trento --data $(BENCH_DATA)/trento_lidar --train-per-class 0 --test-per-class 0 --epochs1 100 --patience 25 --seeds $(BENCH_SEEDS)
 	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset slovenia --data $(BENCH_DATA)/slovenia --seeds $(BENCH_SEEDS)
 	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset brandenburg --data $(BENCH_DATA)/brandenburg --seeds $(BENCH_SEEDS)
 	OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset samson --data $(BENCH_DATA)/samson --seeds $(BENCH_SEEDS)
+
+# Ablations of the engine's choices (docs/benchmarks/README.md): Trento with one training default changed per table.
+.PHONY: bench-ablations
+ABLATIONS ?= stem_depth=0 refit=false label_smoothing=0 warmup_epochs=0 augment=false
+bench-ablations: setup
+	for v in $(ABLATIONS); do OMP_NUM_THREADS=1 $(PYTHON) -m bench.accuracy --dataset trento --data $(BENCH_DATA)/trento_lidar \
+		--train-per-class 0 --test-per-class 0 --epochs1 100 --patience 25 --seeds $(BENCH_SEEDS) --methods single \
+		--name trento_$$(echo $$v | tr = _) --set $$v || exit 1; done
 
 # Speed benchmarks (issue 5): each prints a table and writes bench/results/*.json; see docs/performance.md.
 # Timed on a shared machine: run when it is otherwise idle (check `uptime`).
