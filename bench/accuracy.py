@@ -50,6 +50,7 @@ LABELS = {"lvpc": "LVPC (prompts)", "vp1": "vp1 zero-fill", "vp2": "vp2 reconstr
           "cnn": "small CNN, 11 x 11 window (per test set)"}
 UNITS = ["single", "lvpc", "vp2", "v1", "vf", "dropout", *baselines.METHODS]   # trained; lvpc's model also gives vp1
 SAME_MODEL = {"lvpc": ("vp1",)}   # rows that are the reference's own model, not alternatives to it
+SAME_STAGE1 = ("vp2",)             # rows whose complete column is LVPC's own stage 1 (same seed)
 
 
 def test_sets(modalities: list[str]) -> list[tuple[str, ...]]:
@@ -276,7 +277,7 @@ def best_alternatives(table: dict, comparison: dict, columns: list[str], referen
     for col in columns:
         ref = table.get(reference, {}).get(col)
         rivals = [row for row, cols in table.items() if col in cols and row != reference
-                  and row not in SAME_MODEL.get(reference, ())]
+                  and row not in SAME_MODEL.get(reference, ()) and not (col == "complete" and row in SAME_STAGE1)]
         if not ref or not rivals:
             continue
         best = max(rivals, key=lambda row: table[row][col]["oa"]["mean"])
@@ -352,7 +353,8 @@ def write_tables(scene: Scene, test: np.ndarray, runs: Path, args: argparse.Name
                 lines.append(f"| {row_label(row)} | " + " | ".join(cells) + " |")
     if best:
         lines += ["", f"{row_label(reference)} against the best alternative of each column (highest mean OA of the "
-                  "other rows, vp1 excluded: it is LVPC's own model zero-filled):", ""]
+                  "other rows; vp1, LVPC's own model zero-filled, and vp2's complete column, LVPC's own stage 1, "
+                  "excluded):", ""]
         for col, b in best.items():
             paired = (f" ({b['mean_difference']:+.2f} ± {b['standard_error'] or 0:.2f})"
                       if "mean_difference" in b else "")
