@@ -98,12 +98,15 @@ def small_cnn(bands: int, n_classes: int, width: int = 64) -> nn.Sequential:
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Each sample turned by its own random quarter turns and mirrored or not: the 8 symmetries of the square."""
+    """Each sample turned by its own random quarter turns and mirrored or not: the 8 symmetries of the square,
+    drawn as a turn count and a mirror flag per sample, applied by the engine's `dihedral`."""
+    from lvpcnet_core.training import dihedral
+
     n = len(x)
-    turns = torch.randint(0, 4, (n,), generator=generator).to(x.device)
-    mirror = torch.randint(0, 2, (n,), generator=generator).bool().to(x.device)
-    x = torch.where(mirror[:, None, None, None], x.flip(3), x)
-    return torch.stack([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])[turns, torch.arange(n, device=x.device)]
+    turns = torch.randint(0, 4, (n,), generator=generator)
+    mirror = torch.randint(0, 2, (n,), generator=generator).bool()
+    # turning a mirrored window by k = mirroring the window turned by -k, the engine's view 4 + (-k mod 4)
+    return dihedral(x, torch.where(mirror, 4 + (-turns) % 4, turns))
 
 
 def predict_cnn(train: Pixels, test: Pixels, seed: int, epochs: int, device: str, threads: int,

@@ -119,11 +119,11 @@ class Batches:
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             views = torch.randint(0, 8, (len(idx),), generator=self.generator) if self.augment else None
-            x = {m: _dihedral(w[idx], views).to(self.device, non_blocking=True) for m, w in self.windows.items()}
+            x = {m: dihedral(w[idx], views).to(self.device, non_blocking=True) for m, w in self.windows.items()}
             yield idx, x, self.labels[idx].to(self.device, non_blocking=True)
 
 
-def _dihedral(windows: torch.Tensor, views: torch.Tensor | None) -> torch.Tensor:
+def dihedral(windows: torch.Tensor, views: torch.Tensor | None) -> torch.Tensor:
     """Sample i turned by views[i] % 4 quarter turns, mirrored when views[i] >= 4 (None: unchanged).
 
     One gather per modality: inside QGIS every small torch op costs a thread hand-over, and eight masked groups of
@@ -131,7 +131,7 @@ def _dihedral(windows: torch.Tensor, views: torch.Tensor | None) -> torch.Tensor
     if views is None:
         return windows
     b, c, w, _ = windows.shape
-    index = _dihedral_index(w)[views][:, None, :].expand(b, c, w * w)
+    index = _dihedral_index(w)[views.cpu()].to(windows.device)[:, None, :].expand(b, c, w * w)
     return windows.flatten(2).gather(2, index).view_as(windows)
 
 

@@ -152,13 +152,12 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
                       token_grid=settings.token_grid, stem_depth=settings.stem_depth,
                       width=settings.width, depth=settings.depth, heads=settings.heads,
                       prompt_length=settings.prompt_length, extra=settings.ablation())
-    cases = [tuple(m for m in order if m in c) for c in (settings.cases if settings.cases is not None
-                                                           else absence_cases(order))]
     progress.info(f"training on {device.type}: {len(train_set)} training and {len(val_set)} validation pixels, "
                   f"{len(values)} classes, modalities {', '.join(order)}")
     started = time.perf_counter()
     refit = settings.refit and len(val_set) > 0
     model = _new_model(cfg, stats, texts, settings.seed, device)
+    cases = [model.ordered(c) for c in (settings.cases if settings.cases is not None else absence_cases(order))]
     stage1, fits = _train_stages(model, cases, train_set, val_set, settings, progress, (5.0, 50.0 if refit else 95.0))
     validation = validation_accuracy(model, val_set, cases)
     if refit:

@@ -108,11 +108,11 @@ def test_vf_has_one_encoder_per_modality_aligned_with_the_shared_priors():
 
 
 def test_augmentation_gives_each_sample_its_own_view():
-    from lvpcnet_core.training import _dihedral
+    from lvpcnet_core.training import dihedral
 
     windows = torch.arange(2 * 9, dtype=torch.float32).reshape(2, 1, 3, 3)
     views = torch.tensor([1, 4])
-    out = _dihedral(windows, views)
+    out = dihedral(windows, views)
     assert torch.equal(out[0], torch.rot90(windows[0], 1, dims=(1, 2)))
     assert torch.equal(out[1], torch.flip(windows[1], dims=(2,)))
-    assert _dihedral(windows, None) is windows
+    assert dihedral(windows, None) is windows
