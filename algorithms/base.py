@@ -6,9 +6,11 @@ algorithms even where torch is missing, and a run there fails with a message tha
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 
-from typing import Any
+from typing import Any, Iterator
 
 from qgis.core import (
     QgsProcessing,
@@ -171,10 +173,9 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(install_hint(missing))
         from lvpcnet_core.progress import Cancelled, LvpcError
 
-        if "torch" in self.REQUIRES:
-            limit_torch_threads()
         try:
-            return self.process(parameters, context, feedback, FeedbackProgress(feedback))
+            with torch_threads(feedback) if "torch" in self.REQUIRES else contextlib.nullcontext():
+                return self.process(parameters, context, feedback, FeedbackProgress(feedback))
         except LvpcError as error:
             raise QgsProcessingException(str(error)) from error
         except Cancelled as error:
@@ -191,14 +192,39 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
         raise NotImplementedError
 
 
-def limit_torch_threads() -> None:
-    """One torch thread inside QGIS unless LVPC_THREADS says otherwise.
+@contextlib.contextmanager
+def torch_threads(feedback: QgsProcessingFeedback) -> Iterator[None]:
+    """One torch thread inside QGIS unless LVPC_THREADS says otherwise, and OpenBLAS held to the same count.
 
-    Inside the QGIS process torch's OpenMP threads fight another OpenMP runtime: training the demo for 3 epochs
-    took 43 s with 2 threads (a third of it system time) against 17 s with one, while the plain command line takes
-    13 s with 2 threads. Measured on Debian 12 / QGIS 3.22; `LVPC_THREADS=N` tries more.
+    QGIS links GDAL's armadillo, so the system OpenBLAS is loaded before torch and its `sgemm_` takes the place
+    of the one torch exports: inside `qgis_process` torch's matrix products run in OpenBLAS, whose worker threads
+    spin in `sched_yield` between calls (a third of the demo's CPU time in the kernel, and a second core taken;
+    gdb on qgis_process, docs/performance.md). Its thread count is set for the run and restored afterwards, since
+    other plugins share it.
     """
     import torch
 
-    torch.set_num_threads(max(1, int(os.environ.get("LVPC_THREADS", "1"))))
+    threads = max(1, int(os.environ.get("LVPC_THREADS", "1")))
+    torch.set_num_threads(threads)
+    openblas = _process_symbols()
+    get = getattr(openblas, "openblas_get_num_threads", None)
+    put = getattr(openblas, "openblas_set_num_threads", None)
+    before = get() if get and put else None
+    if before is not None:
+        put(threads)
+    feedback.pushInfo(f"CPU threads for torch: {threads}" + (
+        f" (OpenBLAS, loaded by QGIS, held to {threads} for this run)" if before is not None else ""))
+    try:
+        yield
+    finally:
+        if before is not None:
+            put(before)
+
+
+def _process_symbols() -> ctypes.CDLL | None:
+    """The symbols already loaded into this process (None where the platform cannot list them, e.g. Windows)."""
+    try:
+        return ctypes.CDLL(None)
+    except (OSError, TypeError):
+        return None
 

@@ -23,6 +23,8 @@ def test_train_classify_evaluate_with_json(qgis_process, tmp_path: Path) -> None
     assert Path(trained["results"]["OUTPUT_MODEL"]) == model and model.stat().st_size > 0
     log = "\n".join(trained["log"]["info"])
     assert "Reference grid from 'hs'" in log and "lidar: resampled from 20 m to 10 m" in log
+    # qgis_process binds torch's matrix products to the system OpenBLAS; its spinning threads are held to torch's
+    assert "CPU threads for torch: 1 (OpenBLAS, loaded by QGIS, held to 1 for this run)" in log
 
     out = tmp_path / "map.tif"
     classified = qgis_process.run_json("lvpc:classify", MODEL=model, HS=scene.hs, LIDAR=scene.lidar, DEVICE=1,
