@@ -106,7 +106,7 @@ class TokenEmbedding(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block (scaled dot-product attention + MLP)."""
+    """Pre-norm transformer block (multi-head self-attention + MLP)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -118,12 +118,26 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        """(B, T, d) -> (B, T, d); with `cls_only`, (B, 1, d): only the CLS token's output, which is all the last
+        block has to give (its keys and values still come from every token), at a tenth of its MLP and queries."""
         b, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d)
+        if cls_only:
+            x, q = x[:, :1], q[:, :, :1]
+        attended = attention(q, k, v).transpose(1, 2).reshape(b, x.shape[1], d)
         x = x + self.proj(attended)
         return x + self.mlp(self.norm2(x))
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over (B, heads, T, d/heads).
+
+    Sequences here are 10-18 tokens long: for inference two batched matmuls beat the fused CPU kernel
+    (`python -m bench.kernels`); for training the fused kernel's backward is the faster one."""
+    if torch.is_grad_enabled() or q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v)
+    return torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1), dim=-1) @ v
 
 
 class Transformer(nn.Module):
@@ -146,7 +160,7 @@ class Transformer(nn.Module):
                 fresh = prompts[layer].unsqueeze(0).expand(b, -1, -1).to(x.dtype)
                 x = torch.cat([x[:, :1], fresh, x[:, 1 + n_prompt:]], dim=1)
                 n_prompt = prompts.shape[1]
-            x = block(x)
+            x = block(x, cls_only=layer == len(self.blocks) - 1)
         return self.norm(x[:, 0])
 
 
@@ -180,11 +194,14 @@ class SharedEncoder(nn.Module):
         self.transformer = Transformer(cfg)
         self.head = projection(cfg)
 
-    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.head(self.transformer(tokens))
+    def encode_tokens(self, tokens: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Features of several modalities' tokens (one tensor each) in ONE pass of the shared weights."""
+        features = self.head(self.transformer(torch.cat(tokens) if len(tokens) > 1 else tokens[0]))
+        return list(features.split([len(t) for t in tokens]))
 
-    def forward(self, windows: torch.Tensor, modality: str) -> torch.Tensor:
-        return self.encode_tokens(self.embed[modality](windows))
+    def forward(self, windows: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Shared features of every modality in `windows`, in its order."""
+        return self.encode_tokens([self.embed[m](w) for m, w in windows.items()])
 
 
 class Classifier(nn.Module):

@@ -103,7 +103,8 @@ class LVPCNet(nn.Module):
             x = {m: x[m] if m in available else like.new_zeros(like.shape[0], self.cfg.bands[m], *like.shape[2:])
                  for m in self.cfg.modalities}
             available = tuple(self.cfg.modalities)
-        shared = [F.normalize(self.shared(x[m], m), dim=-1) for m in available] if self.shared is not None else []
+        shared = [F.normalize(f, dim=-1) for f in self.shared({m: x[m] for m in available})] \
+            if self.shared is not None else []
         specific = []
         for m in self.cfg.modalities:
             if m in available:

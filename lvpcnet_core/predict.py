@@ -97,8 +97,8 @@ class ScenePredictor:
     def _logits(self, maps: "_LazyMaps", available: tuple[str, ...], rows: torch.Tensor, cols: torch.Tensor
                 ) -> torch.Tensor:
         model = self.model
-        shared = [F.normalize(model.shared.encode_tokens(model.shared.embed[m].gather(maps.shared(m), rows, cols)), dim=-1)
-                  for m in available] if model.shared is not None else []
+        shared = [] if model.shared is None else [F.normalize(f, dim=-1) for f in model.shared.encode_tokens(
+            [model.shared.embed[m].gather(maps.shared(m), rows, cols) for m in available])]
         specific = []
         for m in model.cfg.modalities:
             encoder = model.specific[m]

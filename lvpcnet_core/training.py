@@ -337,7 +337,8 @@ def _frozen_features(model: LVPCNet, samples: Samples, available: tuple[str, ...
         x = {m: torch.from_numpy(samples.windows[m][start:start + batch_size]).to(device) for m in available}
         with autocast(device):
             if model.shared is not None:
-                shared.append(torch.stack([F.normalize(model.shared(x[m], m).float(), dim=-1) for m in available]).mean(0))
+                features = model.shared({m: x[m] for m in available})
+                shared.append(torch.stack([F.normalize(f.float(), dim=-1) for f in features]).mean(0))
             for m in available:
                 specific[m].append(F.normalize(model.specific[m](x[m]).float(), dim=-1))
     return (torch.cat(shared) if shared else None), {m: torch.cat(v) for m, v in specific.items()}

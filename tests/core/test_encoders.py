@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lvpcnet_core.encoders import ModelConfig, TokenEmbedding
+from lvpcnet_core.encoders import Block, ModelConfig, SharedEncoder, TokenEmbedding, attention
 
 from .helpers import tiny_config
 
@@ -39,3 +39,32 @@ def test_dense_embedding_gathers_the_same_tokens_as_windows(stem):
 def test_config_round_trip():
     cfg = tiny_config()
     assert ModelConfig(**cfg.to_dict()) == cfg
+
+
+def test_last_block_gives_the_cls_token_of_the_full_block():
+    """The last block computes only the CLS output; it must be what the full block gives for it."""
+    torch.manual_seed(0)
+    block = Block(tiny_config()).eval()
+    x = torch.randn(7, 14, tiny_config().width)
+    with torch.no_grad():
+        assert torch.allclose(block(x, cls_only=True)[:, 0], block(x)[:, 0], atol=1e-5)
+
+
+def test_inference_attention_equals_the_fused_kernel():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(5, 4, 10, 16) for _ in range(3))
+    with torch.no_grad():
+        fast = attention(q, k, v)
+    assert torch.allclose(fast, torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=1e-5)
+
+
+def test_shared_encoder_batches_modalities_without_mixing_them():
+    """One pass over every modality's tokens gives each modality what its own pass gives."""
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    shared = SharedEncoder(cfg).eval()
+    windows = {m: torch.randn(6, cfg.bands[m], cfg.patch_size, cfg.patch_size) for m in cfg.modalities}
+    with torch.no_grad():
+        together = shared(windows)
+        alone = [shared({m: w})[0] for m, w in windows.items()]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(together, alone))
