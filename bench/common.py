@@ -59,6 +59,33 @@ def matmul_peak(size: int = 1024, repeats: int = 5, clock: Callable[[], float] =
     return 2 * size**3 / best_of(lambda: torch.mm(a, b), repeats, clock)
 
 
+def engine_at(revision: str, into: str) -> Path:
+    """The `lvpcnet_core` of a git revision, extracted under `into`: put it first on PYTHONPATH to run that code."""
+    import subprocess
+    import tarfile
+    from io import BytesIO
+
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "lvpcnet_core"], check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into)   # git archive of our own repository: trusted paths
+    return Path(into)
+
+
+def run_engine(tree: Path | None, code: str, *args: str, threads: int = 1) -> dict:
+    """Runs `code` (which prints one JSON object last) in a fresh Python on the engine in `tree` (None: this
+    checkout), with `threads` OpenMP threads; alternating such runs puts two code paths under the same load."""
+    import subprocess
+    import sys
+
+    path = os.pathsep.join(str(p) for p in (tree, ROOT) if p is not None)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"benchmark child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def save(name: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -13,9 +13,21 @@ import os
 import tempfile
 import time
 
-from bench.common import best_of, fit, machine, matmul_peak, save, table
+from bench.common import best_of, engine_at, fit, machine, matmul_peak, run_engine, save, table
 
 BANDS = {"hs": 144, "lidar": 1, "sar": 2}
+
+# one timed `workflows.classify` in a fresh process, after one untimed run (imports, first allocations)
+CLASSIFY_ONCE = """
+import json, sys, time
+from lvpcnet_core.workflows import classify
+model, out, threads, *layers = sys.argv[1:]
+layers = dict(layer.split("=", 1) for layer in layers)
+classify(model, layers, out, device="cpu", threads=int(threads))
+wall, cpu = time.perf_counter(), time.process_time()
+classify(model, layers, out, device="cpu", threads=int(threads))
+print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
+"""
 
 
 def flops_per_pixel(model, values, stack, block: int = 256) -> float:
@@ -35,6 +47,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=256, help="side of the classified scene in pixels")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--against", metavar="REVISION",
+                        help="side by side: the engine of this git revision and this checkout's, in alternating "
+                             "fresh processes on the same model files and scenes, with their ratio and map agreement")
     args = parser.parse_args()
 
     import torch
@@ -47,6 +62,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     rows = []
     with tempfile.TemporaryDirectory(prefix="lvpc-bench-") as tmp:
+        before = engine_at(args.against, f"{tmp}/before") if args.against else None
         for n_mod in (2, 3):
             bands = dict(list(BANDS.items())[:n_mod])
             small = synthetic.make_scene(f"{tmp}/train{n_mod}", 64, 64, bands, n_classes=5, seed=1)
@@ -61,6 +77,11 @@ def main() -> None:
             save_model(model_path, model, ModelInfo(values, names, [(0, 0, 0)] * 5, {}, "minilm", report))
             for case in (tuple(bands), tuple(list(bands)[:-1])):
                 layers = {m: big.paths[m] for m in case}
+                if before is not None:
+                    rows.append(side_by_side(before, model_path, layers, tmp, threads, args.repeats))
+                    rows[-1].update({"model": "+".join(bands), "layers given": "+".join(case), "px": args.size**2})
+                    print(rows[-1], flush=True)
+                    continue
                 wall = best_of(lambda: classify(model_path, layers, f"{tmp}/map.tif", device="cpu", threads=threads),
                                args.repeats)
                 cpu = best_of(lambda: classify(model_path, layers, f"{tmp}/map.tif", device="cpu", threads=1),
@@ -78,12 +99,41 @@ def main() -> None:
                              "peak 1 thread": peak1 / 1e9, "% of peak 1 thread": 100 * per_pixel * speed1 / peak1,
                              "load": round(os.getloadavg()[0], 1)})
                 print(rows[-1], flush=True)
+    if before is not None:
+        table(rows, ["model", "layers given", f"before px/s {threads} threads", f"now px/s {threads} threads",
+                     "ratio wall", "before px/CPU-s 1 thread", "now px/CPU-s 1 thread", "ratio 1 thread",
+                     "same class %", "load"],
+              f"Side by side: engine of {args.against} (before) vs this checkout (now), {args.size} x {args.size} px, "
+              f"`workflows.classify` in alternating fresh processes, best of {args.repeats} rounds")
+        save("inference_side_by_side", {"machine": machine(), "against": args.against, "scene": args.size, "rows": rows})
+        return
     table(rows, ["model", "layers given", "MFLOP/px", f"px/s {threads} threads", "GFLOP/s", "peak GFLOP/s", "% of peak",
                  "px/CPU-s 1 thread", "GFLOP/CPU-s", "peak 1 thread", "% of peak 1 thread", "load"],
           f"Inference (`workflows.classify`, GeoTIFF in and out), {args.size} x {args.size} px, wall best of {args.repeats}, CPU time of one run; "
           "peak = fp32 1024^3 torch.mm measured right after each row, wall clock with the thread count, "
           "process CPU time with 1 thread")
     save("inference", {"machine": machine(), "scene": args.size, "rows": rows})
+
+
+def side_by_side(before, model_path: str, layers: dict[str, str], tmp: str, threads: int, repeats: int) -> dict:
+    """Best wall (all threads) and CPU time (1 thread) of each engine, alternating rounds, and map agreement."""
+    import numpy as np
+    from osgeo import gdal
+
+    args = [f"{m}={p}" for m, p in layers.items()]
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(repeats):
+        for name, tree in (("before", before), ("now", None)):
+            for key, n in (("wall", threads), ("cpu", 1)):
+                took = run_engine(tree, CLASSIFY_ONCE, model_path, f"{tmp}/{name}.tif", str(n), *args, threads=n)[key]
+                best[name, key] = min(best.get((name, key), float("inf")), took)
+    maps = [gdal.Open(f"{tmp}/{name}.tif").ReadAsArray() for name in ("before", "now")]
+    px = maps[0].size
+    return {f"before px/s {threads} threads": px / best["before", "wall"], f"now px/s {threads} threads": px / best["now", "wall"],
+            "ratio wall": best["before", "wall"] / best["now", "wall"],
+            "before px/CPU-s 1 thread": px / best["before", "cpu"], "now px/CPU-s 1 thread": px / best["now", "cpu"],
+            "ratio 1 thread": best["before", "cpu"] / best["now", "cpu"],
+            "same class %": 100 * float(np.mean(maps[0] == maps[1])), "load": round(os.getloadavg()[0], 1)}
 
 
 if __name__ == "__main__":

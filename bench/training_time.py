@@ -13,8 +13,21 @@ import time
 
 import numpy as np
 
-from bench.common import fit, load_split, machine, save, scene_throughput, table
+from bench.common import engine_at, fit, load_split, machine, run_engine, save, scene_throughput, table
 from bench.random_forest import forest_rows
+
+# a fixed schedule (no early stop, no refit) of the default network, timed in a fresh process on one engine
+TRAIN_FIXED = """
+import json, sys, time
+from bench.common import fit, load_split
+from lvpcnet_core.training import TrainSettings
+dataset, per_class, n_mod, epochs1, epochs2 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+data = load_split(dataset, n_mod, train_cap=per_class)
+settings = TrainSettings(threads=1, epochs_stage1=epochs1, epochs_stage2=epochs2, patience=0, refit=False)
+cpu = time.process_time()
+fit(data["arrays"], data["train"], data["values"], data["names"], settings)
+print(json.dumps({"cpu": time.process_time() - cpu}))
+"""
 
 
 def main() -> None:
@@ -24,7 +37,15 @@ def main() -> None:
     parser.add_argument("--modalities", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; with 1, CPU time = wall time on one idle core, whatever the load")
+    parser.add_argument("--against", metavar="REVISION",
+                        help="side by side: a fixed short schedule (--epochs) on the engine of this git revision and "
+                             "on this checkout's, alternating fresh processes, CPU time of one thread and the ratio")
+    parser.add_argument("--epochs", type=int, nargs=2, default=[10, 4], metavar=("STAGE1", "STAGE2"))
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    if args.against:
+        side_by_side(args)
+        return
 
     from lvpcnet_core.training import TrainSettings
     from lvpcnet_core.workflows import evaluate_arrays
@@ -55,6 +76,28 @@ def main() -> None:
     table(rows, ["modalities", "method", "train px", "OA", "kappa", "train s", "train cpu s", "stage 1 epochs", "stage 2 cases",
                  "stage 2 epochs", "pixels/s", "load"],
           f"Default schedule on {args.dataset} ({args.per_class} px/class, left half) vs RandomForest, right-half test")
+
+
+def side_by_side(args: argparse.Namespace) -> None:
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lvpc-bench-") as tmp:
+        before = engine_at(args.against, f"{tmp}/before")
+        for n_mod in args.modalities:
+            best: dict[str, float] = {}
+            for _ in range(args.repeats):
+                for name, tree in (("before", before), ("now", None)):
+                    took = run_engine(tree, TRAIN_FIXED, args.dataset, str(args.per_class), str(n_mod),
+                                      *map(str, args.epochs))["cpu"]
+                    best[name] = min(best.get(name, float("inf")), took)
+            rows.append({"modalities": n_mod, "epochs": "+".join(map(str, args.epochs)),
+                         "before CPU s": best["before"], "now CPU s": best["now"],
+                         "ratio": best["before"] / best["now"], "load": round(os.getloadavg()[0], 1)})
+            print(rows[-1], flush=True)
+    table(rows, list(rows[0]), f"Side by side: training on {args.dataset} ({args.per_class} px/class), engine of "
+          f"{args.against} (before) vs this checkout (now), fixed schedule, 1 thread, best of {args.repeats}")
+    save("training_side_by_side", {"machine": machine(), "against": args.against, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -90,11 +90,11 @@ class TokenEmbedding(nn.Module):
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """(B, C, w, w) windows -> (B, g*g, width) tokens."""
-        return self.conv(self.stem(windows)).flatten(2).transpose(1, 2)
+        return self.conv(self.stem(channels_last(windows))).flatten(2).transpose(1, 2)
 
     def dense(self, block: torch.Tensor) -> torch.Tensor:
         """(1, C, h + w - 1, w' + w - 1) padded block -> (1, width, H', W') token map at stride 1."""
-        return F.conv2d(self.stem(block), self.conv.weight, self.conv.bias)
+        return F.conv2d(self.stem(channels_last(block)), self.conv.weight, self.conv.bias)
 
     def gather(self, dense_map: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Tokens of the windows whose top-left corners are (rows, cols) in a `dense` map: (N, g*g, width)."""
@@ -102,7 +102,14 @@ class TokenEmbedding(nn.Module):
         r = (rows[:, None] + offsets[None, :])[:, :, None]
         c = (cols[:, None] + offsets[None, :])[:, None, :]
         flat = (r * dense_map.shape[-1] + c).reshape(len(rows), -1)
-        return dense_map[0].flatten(1)[:, flat].permute(1, 2, 0)
+        # a channels-last map is (H*W, width) in memory: the tokens come out in the transformer's layout
+        return dense_map[0].permute(1, 2, 0).reshape(-1, dense_map.shape[1])[flat]
+
+
+def channels_last(images: torch.Tensor) -> torch.Tensor:
+    """Pixel-interleaved layout for the convolutions: 1.1-1.2x faster on this CPU's oneDNN kernels
+    (docs/performance.md), and a token map whose gathered tokens need no transpose."""
+    return images.contiguous(memory_format=torch.channels_last)
 
 
 class Block(nn.Module):
