@@ -2,7 +2,8 @@
 
 Subclasses declare their parameters with `add(parameter, help)` and do their work in `process(...)` (not `run`: QGIS owns that name), importing
 `lvpcnet_core` inside it: the engine (and torch) load only when an algorithm runs, so the provider lists its
-algorithms even where torch is missing, and a run there fails with a message that says what to install.
+algorithms even where torch is missing, and a run there fails with a message that says what to install. Only
+`lvpcnet_core.limits`, which imports nothing heavy, is read when the dialogs are built.
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from qgis.core import (
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
 )
+from lvpcnet_core.limits import LIMITS
 
 from ..deps import PIP_NAMES, install_hint, missing_modules
 
@@ -32,6 +35,13 @@ MODALITIES = {"hs": ("HS", "Hyperspectral image (HS)"), "lidar": ("LIDAR", "LiDA
 DEVICES = ["auto", "cpu", "cuda"]
 FILLS = ["prompts", "zeros"]
 FILL_LABELS = ["Learned prompts (LVPCnet)", "Zero-filled (ablation: no compensation)"]
+
+
+def number(name: str, label: str, key: str, default: float) -> QgsProcessingParameterNumber:
+    """A numeric parameter whose limits are the engine's range of option `key` (the CLI checks the same)."""
+    limit = LIMITS[key]
+    kind = QgsProcessingParameterNumber.Integer if limit.integer else QgsProcessingParameterNumber.Double
+    return QgsProcessingParameterNumber(name, label, kind, default, minValue=limit.low, maxValue=limit.high)
 
 
 class FeedbackProgress:
