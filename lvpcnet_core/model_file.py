@@ -125,8 +125,10 @@ def _config_problem(config: dict) -> str | None:
     names = {f.name for f in fields(ModelConfig)}
     missing = sorted(names - set(config) - set(_CONFIG_OPTIONAL))
     unknown = sorted(set(config) - names)
-    if missing or unknown:
-        return f"its configuration lacks {missing} or has unknown keys {unknown}"
+    if missing:
+        return f"its configuration has no {missing}"
+    if unknown:
+        return f"its configuration has unknown keys {unknown}"
     modalities, bands = config["modalities"], config["bands"]
     if (type(modalities) is not list or not modalities or len(set(map(str, modalities))) != len(modalities)
             or any(type(m) is not str or modality_name_problem(m) for m in modalities)):
