@@ -94,8 +94,6 @@ def check_outputs(outputs: dict[str, str | os.PathLike | None], inputs: dict[str
 
 def _check_writable(parameter: str, path: str) -> None:
     target = Path(path)
-    if target.is_dir():
-        raise LvpcError(f"{parameter}: '{path}' is a folder; give a file name inside it (e.g. {target / 'out'}).")
     folder = target.resolve().parent
     if not folder.is_dir():
         raise LvpcError(f"{parameter}: the folder '{folder}' does not exist; choose an existing folder")
@@ -106,6 +104,8 @@ def _check_writable(parameter: str, path: str) -> None:
     if len(os.fsencode(target.name)) > limit:
         raise LvpcError(f"{parameter}: the file name '{target.name[:40]}...' is longer than the {limit} bytes this "
                         "folder allows; choose a shorter name.")
+    if target.is_dir():
+        raise LvpcError(f"{parameter}: '{path}' is a folder; give a file name inside it (e.g. {target / 'out'}).")
     try:
         fd, probe = tempfile.mkstemp(prefix=".lvpc-probe.", dir=folder)
     except OSError as exc:

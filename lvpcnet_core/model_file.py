@@ -161,6 +161,8 @@ def _classes_problem(meta: dict) -> str | None:
 
 def _cases_problem(meta: dict) -> str | None:
     modalities = meta["config"]["modalities"]
+    if len(set(map(str, meta["cases"]))) != len(meta["cases"]):
+        return f"'cases' {meta['cases']} names a case twice"
     for key in meta["cases"]:
         try:
             available, missing = parse_case_key(key)
