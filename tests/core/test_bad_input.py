@@ -383,6 +383,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+OUT_OF_RANGE = [("--batch-size", "0", "an integer from 1 to 65536"), ("--patch-size", "4", "an odd integer from 5 to 33"),
+                ("--validation-fraction", "1.5", "a number from 0 to 0.5"), ("--threads", "-1", "an integer from 1 to 1024"),
+                ("--learning-rate", "nan", "a number from 1e-07 to 1, not nan"),
+                ("--block-size", "0", "an integer from 1 to 4096"), ("--block-size", "-5", "an integer from 1 to 4096")]
+
 CASES: dict[str, Callable[[Ctx], Case]] = {
     "no overlap": lambda c: Case(c.train(c.hs, c.layer("lidar", "far")), c.model,
                                  "Layer 'lidar' does not overlap the reference layer 'hs'"),
@@ -459,20 +464,10 @@ CASES: dict[str, Callable[[Ctx], Case]] = {
         ["prompts", "--model", str(c.copy("model")), c.hs, c.lidar, *c.labels, "--available", "lidar", *TINY[2:],
          "--out", str(c.out / "model.qml")], c.out / "model.qml", "is a file of the input MODEL"),
     # numbers out of range: refused by the parser, one line, exit 1
-    "--batch-size 0": lambda c: Case(c.train(c.hs, c.lidar) + ["--batch-size", "0"], c.model,
-                                     "--batch-size: must be an integer from 1 to 65536"),
-    "--patch-size 4": lambda c: Case(c.train(c.hs, c.lidar) + ["--patch-size", "4"], c.model,
-                                     "--patch-size: must be an odd integer from 5 to 33"),
-    "--validation-fraction 1.5": lambda c: Case(c.train(c.hs, c.lidar) + ["--validation-fraction", "1.5"], c.model,
-                                                "--validation-fraction: must be a number from 0 to 0.5"),
-    "--threads -1": lambda c: Case(c.train(c.hs, c.lidar) + ["--threads", "-1"], c.model,
-                                   "--threads: must be an integer from 1 to 1024"),
-    "--learning-rate nan": lambda c: Case(c.train(c.hs, c.lidar) + ["--learning-rate", "nan"], c.model,
-                                          "--learning-rate: must be a number from 1e-07 to 1, not nan"),
-    "--block-size 0": lambda c: Case(c.classify(c.hs, c.lidar) + ["--block-size", "0"], c.map,
-                                     "--block-size: must be an integer from 1 to 4096"),
-    "--block-size -5": lambda c: Case(c.classify(c.hs, c.lidar) + ["--block-size", "-5"], c.map,
-                                      "--block-size: must be an integer from 1 to 4096"),
+    **{f"{flag} {value}": (lambda c, flag=flag, value=value, message=message: Case(
+        (c.classify(c.hs, c.lidar) if flag == "--block-size" else c.train(c.hs, c.lidar)) + [flag, value],
+        c.map if flag == "--block-size" else c.model, f"{flag}: must be {message}"))
+       for flag, value, message in OUT_OF_RANGE},
     # modality names
     "modality name h.s": lambda c: Case(c.train(f"--modality=h.s={c.w['hs']}", c.lidar), c.model,
                                         "modality name 'h.s' must be a lowercase identifier"),
