@@ -3,7 +3,8 @@ temporary file of its own and renamed into place last, so it appears whole or no
 the user had.
 
 One rule for every front end (CLI, QGIS algorithms) and every kind of file (map, confidence, `.qml`, model,
-reports, JSON, descriptions): `check_outputs` before the work, `staged`/`publish` when writing.
+reports, JSON, descriptions): `check_outputs` before the work, then `atomic_output`, or `temporary_beside` and
+`publish` for files published together.
 """
 from __future__ import annotations
 

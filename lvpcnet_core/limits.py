@@ -73,11 +73,18 @@ def modality_name_problem(name: str) -> str | None:
     if not _NAME.match(name):
         return (f"modality name '{name}' must be a lowercase identifier: a letter, then letters, digits or _ "
                 "(at most 32), e.g. hs, lidar, sar, dsm_2")
-    from torch import nn  # a model keeps its modalities as attributes of these: their own names are taken
-
-    if name in _RESERVED or hasattr(nn.ModuleDict, name) or hasattr(nn.ParameterDict, name):
+    if name in _RESERVED or _taken_by_torch(name):
         return f"modality name '{name}' is a reserved word of the model file; call the modality differently"
     return None
+
+
+def _taken_by_torch(name: str) -> bool:
+    """A model keeps its modalities as keys of these torch containers, whose own attribute names are taken."""
+    try:
+        from torch import nn
+    except ImportError:  # describing classes needs no torch; where it is missing, no model is built either
+        return False
+    return hasattr(nn.ModuleDict, name) or hasattr(nn.ParameterDict, name)
 
 
 def check_modality_names(names: Iterable[str]) -> None:
