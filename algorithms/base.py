@@ -2,7 +2,8 @@
 
 Subclasses declare their parameters with `add(parameter, help)` and do their work in `process(...)` (not `run`: QGIS owns that name), importing
 `lvpcnet_core` inside it: the engine (and torch) load only when an algorithm runs, so the provider lists its
-algorithms even where torch is missing, and a run there fails with a message that says what to install.
+algorithms even where torch is missing, and a run there fails with a message that says what to install. Only
+`lvpcnet_core.limits`, which imports nothing heavy, is read when the parameters are built.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from qgis.core import (
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
 )
 
@@ -34,6 +36,15 @@ MODALITIES = {"hs": ("HS", "Hyperspectral image (HS)"), "lidar": ("LIDAR", "LiDA
 DEVICES = ["auto", "cpu", "cuda"]
 FILLS = ["prompts", "zeros"]
 FILL_LABELS = ["Learned prompts (LVPCnet)", "Zero-filled (ablation: no compensation)"]
+
+
+def number(name: str, label: str, key: str, default: float) -> QgsProcessingParameterNumber:
+    """A numeric parameter whose limits are the engine's range of option `key` (the CLI checks the same)."""
+    from lvpcnet_core.limits import LIMITS  # on sys.path once classFactory ran, before any algorithm is built
+
+    limit = LIMITS[key]
+    kind = QgsProcessingParameterNumber.Integer if limit.integer else QgsProcessingParameterNumber.Double
+    return QgsProcessingParameterNumber(name, label, kind, default, minValue=limit.low, maxValue=limit.high)
 
 
 class FeedbackProgress:
@@ -165,6 +176,18 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
         items = "".join(f"<dt><b>{label}</b></dt><dd>{text}</dd>" for label, text in self._help)
         return f"<p>{self.SUMMARY}</p><dl>{items}</dl>"
+
+    def checkParameterValues(self, parameters: dict[str, Any], context: QgsProcessingContext  # noqa: N802 (QGIS API)
+                             ) -> tuple[bool, str]:
+        """QGIS's check, with a number out of range named with its range (QGIS says only "Incorrect value")."""
+        ok, message = super().checkParameterValues(parameters, context)
+        for definition in self.parameterDefinitions() if not ok else []:
+            value = parameters.get(definition.name())
+            if isinstance(definition, QgsProcessingParameterNumber) and not definition.checkValueIsAcceptable(value,
+                                                                                                          context):
+                return False, (f"{definition.name()} must be a number from {definition.minimum():g} to "
+                               f"{definition.maximum():g}, not {value}: give a value in that range.")
+        return ok, message
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802 (QGIS API)
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:

@@ -12,12 +12,11 @@ from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsRasterLayer,
 )
 
-from .base import DEVICES, FILLS, MODALITIES, FeedbackProgress, LvpcAlgorithm
+from .base import DEVICES, FILLS, MODALITIES, FeedbackProgress, LvpcAlgorithm, number
 
 
 class LoadQmlStyle(QgsProcessingLayerPostProcessorInterface):
@@ -64,8 +63,7 @@ class ClassifyAlgorithm(LvpcAlgorithm):
                                                      optional=True),
                  "Classify only inside these polygons; pixels outside get 0 (no class).")
         self.add_fill()
-        self.add(QgsProcessingParameterNumber(self.BLOCK_SIZE, "Block size (pixels)",
-                                              QgsProcessingParameterNumber.Integer, 256, minValue=16, maxValue=4096),
+        self.add(number(self.BLOCK_SIZE, "Block size (pixels)", "block_size", 256),
                  "The scene is classified in square blocks of this size; smaller uses less memory.", advanced=True)
         self.add_device()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, "Classified map"),

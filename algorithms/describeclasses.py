@@ -57,7 +57,7 @@ class DescribeClassesAlgorithm(LvpcAlgorithm):
 
     def process(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
             progress: FeedbackProgress) -> dict[str, Any]:
-        from lvpcnet_core.language import build_descriptions
+        from lvpcnet_core import workflows
         from lvpcnet_core.progress import LvpcError
 
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
@@ -68,9 +68,9 @@ class DescribeClassesAlgorithm(LvpcAlgorithm):
             raise LvpcError("No classes: give names in CLASSES (e.g. 'forest, water') "
                             "or a layer in VECTOR and its class field in CLASS_FIELD.")
         modalities = [MODALITY_KEYS[i] for i in self.parameterAsEnums(parameters, self.MODALITIES, context)]
-        if not modalities:
-            raise LvpcError("MODALITIES is empty: choose at least one of hs, lidar, sar.")
-        build_descriptions(classes, modalities).save(output)
+        vector = self.parameterAsVectorLayer(parameters, self.VECTOR, context)
+        workflows.describe(classes, modalities, output,
+                           inputs={self.VECTOR: vector.source().split("|")[0] if vector is not None else None})
         progress.info(f"Described {len(classes)} classes ({', '.join(classes)}) for {', '.join(modalities)}: {output}")
         return {self.OUTPUT: output}
 

@@ -46,7 +46,7 @@ class EvaluateAlgorithm(LvpcAlgorithm):
 
     def process(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: FeedbackProgress) -> dict[str, Any]:
-        from lvpcnet_core import report, workflows
+        from lvpcnet_core import workflows
 
         html = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         json_path = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context) or None
@@ -55,7 +55,6 @@ class EvaluateAlgorithm(LvpcAlgorithm):
             self.label_source(parameters, context, feedback),
             fill=FILLS[self.parameterAsEnum(parameters, self.FILL, context)],
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)], json_path=json_path,
-            progress=progress)
-        report.write_html(html, report.evaluation_report(result))
+            html_path=html, progress=progress)
         return {self.OUTPUT_HTML: html, self.OUTPUT_JSON: json_path,
                 self.OA: result["oa"], self.AA: result["aa"], self.KAPPA: result["kappa"]}

@@ -8,10 +8,9 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber,
 )
 
-from .base import DEVICES, MODALITIES, FeedbackProgress, LvpcAlgorithm
+from .base import DEVICES, MODALITIES, FeedbackProgress, LvpcAlgorithm, number
 from .train import DEFAULTS
 
 
@@ -36,8 +35,7 @@ class LearnPromptsAlgorithm(LvpcAlgorithm):
         self.add(QgsProcessingParameterEnum(self.AVAILABLE, "Sensors that will be available",
                                             options=[label for _, label in MODALITIES.values()], allowMultiple=True),
                  "The sensors you will have when classifying (e.g. only LiDAR); the prompts for this case are learned.")
-        self.add(QgsProcessingParameterNumber(self.EPOCHS, "Epochs", QgsProcessingParameterNumber.Integer,
-                                              DEFAULTS["epochs_stage2"], minValue=1, maxValue=10000),
+        self.add(number(self.EPOCHS, "Epochs", "epochs_stage2", DEFAULTS["epochs_stage2"]),
                  "Passes over the training pixels; the best epoch on the validation pixels is kept.")
         self.add_device()
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, "Model with the new prompts",

@@ -10,12 +10,11 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterString,
     QgsVectorLayer,
 )
 
-from .base import DEVICES, FeedbackProgress, LvpcAlgorithm
+from .base import DEVICES, FeedbackProgress, LvpcAlgorithm, number
 
 # Defaults of lvpcnet_core.training.TrainSettings (a test keeps them equal; importing it here would load torch).
 DEFAULTS = {"patch_size": 11, "epochs_stage1": 100, "epochs_stage2": 40, "batch_size": 128, "learning_rate": 1e-3,
@@ -56,27 +55,25 @@ class TrainAlgorithm(LvpcAlgorithm):
                  "Model that turns the descriptions into features: <i>auto</i> (CLIP when its weights are on this "
                  "computer, else MiniLM), <i>minilm</i> (offline all-MiniLM-L6-v2), <i>clip</i>, or "
                  "<i>clip:/path/to/weights.safetensors</i>.", advanced=True)
-        self._integer(self.PATCH_SIZE, "Window size (pixels)", "patch_size", 5, 33,
+        self._integer(self.PATCH_SIZE, "Window size (pixels)", "patch_size",
                       "Each pixel is classified from a square window of this many pixels around it; larger sees "
                       "more context but blurs edges and is slower.")
-        self._integer(self.EPOCHS_STAGE1, "Epochs of stage 1 (features)", "epochs_stage1", 1, 10000,
+        self._integer(self.EPOCHS_STAGE1, "Epochs of stage 1 (features)", "epochs_stage1",
                       "Passes over the training pixels when learning the features; the best epoch on the validation "
                       "pixels is kept.")
-        self._integer(self.EPOCHS_STAGE2, "Epochs of stage 2 (prompts)", "epochs_stage2", 1, 10000,
+        self._integer(self.EPOCHS_STAGE2, "Epochs of stage 2 (prompts)", "epochs_stage2",
                       "Passes when learning the prompts of each missing-sensor case.")
-        self._integer(self.BATCH_SIZE, "Batch size", "batch_size", 1, 65536,
+        self._integer(self.BATCH_SIZE, "Batch size", "batch_size",
                       "Pixels per training step; lower it if the GPU runs out of memory.", advanced=True)
-        self.add(QgsProcessingParameterNumber(self.LEARNING_RATE, "Learning rate", QgsProcessingParameterNumber.Double,
-                                              DEFAULTS["learning_rate"], minValue=1e-7, maxValue=1.0),
+        self.add(number(self.LEARNING_RATE, "Learning rate", "learning_rate", DEFAULTS["learning_rate"]),
                  "Step size of the optimiser (AdamW).", advanced=True)
         self.add_device()
-        self._integer(self.SEED, "Random seed", "seed", 0, 2**31 - 1,
+        self._integer(self.SEED, "Random seed", "seed",
                       "The same seed, data and settings give the same model on the same machine.", advanced=True)
-        self.add(QgsProcessingParameterNumber(self.VALIDATION_FRACTION, "Validation fraction",
-                                              QgsProcessingParameterNumber.Double, DEFAULTS["validation_fraction"],
-                                              minValue=0.01, maxValue=0.9),
+        self.add(number(self.VALIDATION_FRACTION, "Validation fraction", "validation_fraction",
+                        DEFAULTS["validation_fraction"]),
                  "Share of the labelled pixels of each class held back to choose the best epoch and to report "
-                 "accuracy: whole ROI polygons (blocks of a class drawn as one polygon), at most half of a class, "
+                 "accuracy (0: none, the last epoch is kept): whole ROI polygons (blocks of a class drawn as one polygon), at most half of a class, "
                  "with the training pixels within half a window of them left out, so that the validation accuracy "
                  "is not inflated by overlapping windows.", advanced=True)
         self.add(QgsProcessingParameterBoolean(self.REFIT, "Train again on every labelled pixel (refit)",
@@ -94,14 +91,12 @@ class TrainAlgorithm(LvpcAlgorithm):
                  "An HTML page with the pixels per class, the loss and accuracy curves, how the validation "
                  "pixels were held out and the validation accuracy for every combination of available sensors.")
 
-    def _integer(self, name: str, label: str, key: str, low: int, high: int, help_text: str,
-                 advanced: bool = False) -> None:
-        self.add(QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer, DEFAULTS[key],
-                                              minValue=low, maxValue=high), help_text, advanced)
+    def _integer(self, name: str, label: str, key: str, help_text: str, advanced: bool = False) -> None:
+        self.add(number(name, label, key, DEFAULTS[key]), help_text, advanced)
 
     def process(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: FeedbackProgress) -> dict[str, Any]:
-        from lvpcnet_core import report, workflows
+        from lvpcnet_core import workflows
         from lvpcnet_core.training import TrainSettings
 
         labels = self.label_source(parameters, context, feedback)
@@ -117,18 +112,13 @@ class TrainAlgorithm(LvpcAlgorithm):
             refit=self.parameterAsBoolean(parameters, self.REFIT, context),
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)])
         out_model = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
-        result = workflows.train(
+        report_path = self.parameterAsFileOutput(parameters, self.REPORT, context) or None
+        workflows.train(
             self.modalities(parameters, context), out_model, labels,
             descriptions=self.parameterAsFile(parameters, self.DESCRIPTIONS, context) or None,
             text_encoder=self.parameterAsString(parameters, self.TEXT_ENCODER, context) or "auto",
-            settings=settings, class_names=names, colors=colors, progress=progress)
-        outputs = {self.OUTPUT_MODEL: out_model, self.REPORT: None}
-        report_path = self.parameterAsFileOutput(parameters, self.REPORT, context)
-        if report_path:
-            report.write_html(report_path, report.training_report(result))
-            progress.info(f"training report written to {report_path}")
-            outputs[self.REPORT] = report_path
-        return outputs
+            settings=settings, class_names=names, colors=colors, progress=progress, report_path=report_path)
+        return {self.OUTPUT_MODEL: out_model, self.REPORT: report_path}
 
     def _style_classes(self, parameters: dict[str, Any], context: QgsProcessingContext, labels
                        ) -> tuple[dict[int, str] | None, dict[int, tuple[int, int, int]] | None]:

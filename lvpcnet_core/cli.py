@@ -7,14 +7,44 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from .limits import LIMITS, modality_name_problem
 from .progress import Cancelled, LvpcError, TqdmProgress
+
+
+class _Parser(argparse.ArgumentParser):
+    """Mistakes on the command line end like every other refusal: one `error:` line, exit 1."""
+
+    def error(self, message: str):
+        self.exit(1, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _modality(text: str) -> tuple[str, str]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=PATH (e.g. hs=scene.tif), got '{text}'")
-    return name.strip().lower(), path
+    name = name.strip().lower()
+    problem = modality_name_problem(name)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return name, path
+
+
+def _number(key: str):
+    """The argparse type of an option with a range in `limits.LIMITS`: parsed, then checked against it."""
+    limit = LIMITS[key]
+
+    def parse(text: str) -> int | float:
+        try:
+            value = int(text) if limit.integer else float(text)
+        except ValueError:
+            value = text
+        problem = limit.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = key  # argparse names the type in some messages
+    return parse
 
 
 def _modalities(pairs: list[tuple[str, str]] | None) -> dict[str, str]:
@@ -53,24 +83,29 @@ def _add_training(p: argparse.ArgumentParser) -> None:
 
     defaults = TrainSettings()
     g = p.add_argument_group("training options")
-    g.add_argument("--patch-size", type=int, default=defaults.patch_size, help="window size w, odd (default %(default)s)")
-    g.add_argument("--epochs-stage1", type=int, default=defaults.epochs_stage1, help="epochs of stage 1 (default %(default)s)")
-    g.add_argument("--epochs-stage2", type=int, default=defaults.epochs_stage2,
+    g.add_argument("--patch-size", type=_number("patch_size"), default=defaults.patch_size,
+                   help="window size w, odd, 5 to 33 (default %(default)s)")
+    g.add_argument("--epochs-stage1", type=_number("epochs_stage1"), default=defaults.epochs_stage1,
+                   help="epochs of stage 1 (default %(default)s)")
+    g.add_argument("--epochs-stage2", type=_number("epochs_stage2"), default=defaults.epochs_stage2,
                    help="epochs of every stage-2 prompt case (default %(default)s)")
-    g.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default %(default)s")
-    g.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="default %(default)s")
-    g.add_argument("--patience", type=int, default=defaults.patience,
+    g.add_argument("--batch-size", type=_number("batch_size"), default=defaults.batch_size, help="default %(default)s")
+    g.add_argument("--learning-rate", type=_number("learning_rate"), default=defaults.learning_rate,
+                   help="default %(default)s")
+    g.add_argument("--patience", type=_number("patience"), default=defaults.patience,
                    help="stop a stage after this many epochs without better validation accuracy, 0 = never (default %(default)s)")
-    g.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
+    g.add_argument("--validation-fraction", type=_number("validation_fraction"), default=defaults.validation_fraction,
                    help="share of each class held out for validation as whole ROI polygons, at most half "
                         "(default %(default)s)")
     g.add_argument("--no-refit", dest="refit", action="store_false",
                    help="keep the best validation epoch of the model trained without the validation areas instead of "
                         "training it again on every labelled pixel for all epochs (faster, usually less accurate)")
-    g.add_argument("--max-samples-per-class", type=int, default=defaults.max_samples_per_class,
+    g.add_argument("--max-samples-per-class", type=_number("max_samples_per_class"),
+                   default=defaults.max_samples_per_class,
                    help="random subset of labelled pixels per class (default %(default)s)")
-    g.add_argument("--seed", type=int, default=defaults.seed, help="random seed; same seed on CPU = same model (default %(default)s)")
-    g.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's, the physical cores)")
+    g.add_argument("--seed", type=_number("seed"), default=defaults.seed,
+                   help="random seed; same seed on CPU = same model (default %(default)s)")
+    g.add_argument("--threads", type=_number("threads"), help="CPU threads for torch (default: torch's, the physical cores)")
 
 
 def _settings(args: argparse.Namespace):
@@ -87,7 +122,7 @@ def _label_source(args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lvpcnet_core", description=(
+    parser = _Parser(prog="python -m lvpcnet_core", description=(
         "LVPC: multi-modal (HS, LiDAR, SAR...) land-cover classification that keeps working when layers are "
         "missing (LVPCnet: language-guided visual prompt compensation)."))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-encoder", default="auto",
                    help="auto, minilm, clip, clip:/path/checkpoint.safetensors or clip:MODEL:/path (default auto)")
     p.add_argument("--out", required=True, help="model file to write (.lvpc)")
+    p.add_argument("--report", help="HTML training report to write")
 
     p = sub.add_parser("classify", help="classify a scene with any subset of the model's modalities")
     p.add_argument("--model", required=True, help=".lvpc model file")
@@ -108,10 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", help="optional float32 GeoTIFF of the winning class probability")
     p.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax to classify, in the first layer's CRS")
     p.add_argument("--mask", help="raster (non-zero = classify) or polygon file limiting the area")
-    p.add_argument("--block-size", type=int, default=256, help="pixels per side of a processing block (default %(default)s)")
+    p.add_argument("--block-size", type=_number("block_size"), default=256,
+                   help="pixels per side of a processing block, 1 to 4096 (default %(default)s)")
     p.add_argument("--fill", choices=["prompts", "zeros"], default="prompts",
                    help="missing modalities: learned prompts (LVPC) or zero input (ablation vp1) (default %(default)s)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--threads", type=_number("threads"), help="CPU threads for torch")
 
     p = sub.add_parser("evaluate", help="accuracy (OA, AA, kappa, confusion) on reference labels")
     p.add_argument("--model", required=True, help=".lvpc model file")
@@ -119,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_labels(p)
     p.add_argument("--fill", choices=["prompts", "zeros"], default="prompts", help="as for classify")
     p.add_argument("--json", help="write the figures to this JSON file (keys oa, aa, kappa, per_class, confusion, modalities)")
+    p.add_argument("--html", help="write the accuracy report (tables, confusion matrix) to this HTML file")
 
     p = sub.add_parser("prompts", help="add or retrain the prompts of one absence case in a model")
     p.add_argument("--model", required=True, help=".lvpc model file")
@@ -166,7 +204,7 @@ def _run(args: argparse.Namespace, progress: TqdmProgress):
         settings.device = args.device
         report = workflows.train(_modalities(args.modality), args.out, _label_source(args),
                                  descriptions=args.descriptions, text_encoder=args.text_encoder,
-                                 settings=settings, progress=progress)
+                                 settings=settings, progress=progress, report_path=args.report)
         return {"model": args.out, "validation_oa": report["validation"], "seconds": round(report["seconds"], 1)}
     if args.command == "classify":
         return workflows.classify(args.model, _modalities(args.modality), args.out, confidence=args.confidence,
@@ -174,7 +212,7 @@ def _run(args: argparse.Namespace, progress: TqdmProgress):
                                   fill=args.fill, threads=args.threads, progress=progress)
     if args.command == "evaluate":
         result = workflows.evaluate(args.model, _modalities(args.modality), _label_source(args), fill=args.fill,
-                                    device=args.device, json_path=args.json, progress=progress)
+                                    device=args.device, json_path=args.json, html_path=args.html, progress=progress)
         return {k: result[k] for k in ("oa", "aa", "kappa", "n", "modalities")}
     if args.command == "prompts":
         settings = _settings(args)
@@ -184,7 +222,8 @@ def _run(args: argparse.Namespace, progress: TqdmProgress):
                                        args.out, settings=settings, progress=progress)
     if args.command == "describe":
         classes = [c.strip() for c in (args.classes or "").split(",") if c.strip()]
-        return {"descriptions": workflows.describe(classes, args.modalities.split(","), args.out)}
+        modalities = [m.strip().lower() for m in args.modalities.split(",") if m.strip()]
+        return {"descriptions": workflows.describe(classes, modalities, args.out)}
     if args.command == "demo":
         return run_demo(Path(args.out_dir), args.device, progress)
     raise AssertionError(args.command)

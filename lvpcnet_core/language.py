@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from lvpcnet_core.files import atomic_output
 from lvpcnet_core.progress import LvpcError
 
 _DATA_FILE = Path(__file__).with_name("data") / "land_cover_descriptions.json"
@@ -106,15 +107,14 @@ class DescriptionTable:
                    specific={m: {c: r.get(m, "").strip() for c, r in zip(classes, rows)} for m in modalities})
 
     def save(self, path: str | Path) -> None:
-        """Write as `.json` or `.csv` (UTF-8, every field quoted) for the user to edit."""
-        path = Path(path)
+        """Write as `.json` or `.csv` (UTF-8, every field quoted) for the user to edit; atomically."""
         data = self.to_dict()
         rows = data["classes"]
-        suffix = _suffix(path)
-        if suffix == ".json":
-            path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-            return
-        with path.open("w", encoding="utf-8", newline="") as f:
+        suffix = _suffix(Path(path))
+        with atomic_output(path, "OUTPUT") as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            if suffix == ".json":
+                f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+                return
             writer = csv.writer(f, quoting=csv.QUOTE_ALL)
             writer.writerow(["class", "shared", *self.modalities])
             writer.writerows([r["name"], r["shared"], *(r[m] for m in self.modalities)] for r in rows)

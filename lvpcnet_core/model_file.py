@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from .encoders import ModelConfig
 from .files import atomic_output
+from .limits import Limit, modality_name_problem
 from .network import LVPCNet
 from .progress import LvpcError
 from .prompts import parse_case_key
@@ -53,7 +54,7 @@ def save_model(path: str | os.PathLike, model: LVPCNet, info: ModelInfo) -> None
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The model's JSON metadata, checked for format and version; never loads tensors."""
+    """The model's JSON metadata, every key checked (`_metadata_problem`); never loads tensors."""
     from safetensors import safe_open
 
     name = Path(path).name
@@ -67,30 +68,148 @@ def read_metadata(path: str | os.PathLike) -> dict:
                         "it may be truncated or another kind of file: train a new model with lvpc:train") from None
     if not raw:
         raise LvpcError(f"MODEL: '{name}' is a safetensors file but not an LVPC model; give a .lvpc file made by lvpc:train")
-    meta = json.loads(raw)
-    if meta.get("format") != FORMAT:
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise _damaged(name, f"its metadata is not JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise LvpcError(f"MODEL: '{name}' is not an LVPC model file")
-    if int(meta.get("format_version", 0)) > VERSION:
-        raise LvpcError(f"MODEL: '{name}' was written by a newer LVPC (model format {meta['format_version']}, this "
+    version = meta.get("format_version")
+    if type(version) is int and version > VERSION:
+        raise LvpcError(f"MODEL: '{name}' was written by a newer LVPC (model format {version}, this "
                         f"version reads up to {VERSION}): update the LVPC plugin")
+    problem = _metadata_problem(meta)
+    if problem:
+        raise _damaged(name, problem)
     return meta
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[LVPCNet, ModelInfo]:
-    from safetensors.torch import load_file
+def _damaged(name: str, problem: str) -> LvpcError:
+    return LvpcError(f"MODEL: '{name}' is damaged: {problem}. It cannot be used: train it again with lvpc:train")
 
-    meta = read_metadata(path)
-    # models written before the convolutional stem existed have none
-    model = LVPCNet(ModelConfig(**{"stem_depth": 0, **meta["config"]}))
+
+# Ranges of the configuration's numbers: wide enough for any model LVPC trains, narrow enough that a damaged file
+# cannot make the loader build a network of billions of weights before the tensors are compared.
+_CONFIG_LIMITS = {
+    "n_classes": Limit(2, 255), "text_dim": Limit(1, 65536), "patch_size": Limit(1, 999, odd=True),
+    "token_grid": Limit(1, 999), "stem_depth": Limit(0, 99), "width": Limit(1, 65536), "depth": Limit(1, 1000),
+    "heads": Limit(1, 1024), "mlp_ratio": Limit(1e-3, 64, integer=False), "prompt_length": Limit(1, 10000),
+    "temperature": Limit(1e-6, 100, integer=False),
+}
+_BANDS = Limit(1, 100000)
+_BYTE = Limit(0, 255)
+# keys a model may lack: models written before the convolutional stem existed have none (it then has depth 0)
+_CONFIG_OPTIONAL = {"stem_depth": 0}
+
+
+def _metadata_problem(meta: dict) -> str | None:
+    """What is wrong with a model's metadata (None: nothing): every key present, of its type and in its range."""
+    top = {"format_version": int, "config": dict, "cases": list, "class_values": list, "class_names": list,
+           "colors": list, "descriptions": dict, "text_encoder": str, "report": dict}
+    for key, kind in top.items():
+        if key not in meta:
+            if key == "report":  # optional: what training measured
+                continue
+            return f"its metadata has no '{key}'"
+        if type(meta[key]) is not kind:
+            return f"'{key}' is a {type(meta[key]).__name__}, not a {kind.__name__}"
+    unknown = sorted(set(meta) - set(top) - {"format"})
+    if unknown:
+        return f"its metadata has unknown keys {unknown}"
+    if meta["format_version"] < 1:
+        return f"'format_version' is {meta['format_version']}, not a format version (1 to {VERSION})"
+    return _config_problem(meta["config"]) or _classes_problem(meta) or _cases_problem(meta)
+
+
+def _config_problem(config: dict) -> str | None:
+    names = {f.name for f in fields(ModelConfig)}
+    missing = sorted(names - set(config) - set(_CONFIG_OPTIONAL))
+    unknown = sorted(set(config) - names)
+    if missing:
+        return f"its configuration has no {missing}"
+    if unknown:
+        return f"its configuration has unknown keys {unknown}"
+    modalities, bands = config["modalities"], config["bands"]
+    if (type(modalities) is not list or not modalities or len(set(map(str, modalities))) != len(modalities)
+            or any(type(m) is not str or modality_name_problem(m) for m in modalities)):
+        return f"the configuration's modalities {modalities!r} are not a list of distinct modality names"
+    if type(bands) is not dict or set(bands) != set(modalities) or any(_BANDS.problem(b) for b in bands.values()):
+        return f"the configuration's bands {bands!r} do not give a band count (1 to 100000) to each modality"
+    if type(config["extra"]) is not dict:
+        return f"the configuration's 'extra' is a {type(config['extra']).__name__}, not a dict"
+    for key, limit in _CONFIG_LIMITS.items():
+        problem = limit.problem(config.get(key, _CONFIG_OPTIONAL.get(key)))
+        if problem:
+            return f"the configuration's '{key}' {problem}"
+    return None
+
+
+def _classes_problem(meta: dict) -> str | None:
+    n, values = meta["config"]["n_classes"], meta["class_values"]
+    lists = {"class_values": values, "class_names": meta["class_names"], "colors": meta["colors"]}
+    for key, items in lists.items():
+        if len(items) != n:
+            return f"'{key}' holds {len(items)} entries for {n} classes"
+    if any(_BYTE.problem(v) or v == 0 for v in values) or len(set(values)) != n:
+        return f"'class_values' {values} are not distinct class codes 1 to 255"
+    if any(type(c) is not str for c in meta["class_names"]):
+        return "'class_names' are not all text"
+    if any(type(c) is not list or len(c) != 3 or any(_BYTE.problem(v) for v in c) for c in meta["colors"]):
+        return "'colors' are not all [red, green, blue] triples of 0 to 255"
+    return None
+
+
+def _cases_problem(meta: dict) -> str | None:
+    modalities = meta["config"]["modalities"]
+    if len(set(map(str, meta["cases"]))) != len(meta["cases"]):
+        return f"'cases' {meta['cases']} names a case twice"
+    for key in meta["cases"]:
+        try:
+            available, missing = parse_case_key(key)
+        except (AttributeError, ValueError):
+            available, missing = (), ""
+        ordered = tuple(m for m in modalities if m in available)
+        if ordered != available or missing not in modalities or missing in available:
+            return f"'cases' holds {key!r}, not an absence case of the modalities {modalities} (e.g. 'hs->lidar')"
+    return None
+
+
+def _network(meta: dict) -> LVPCNet:
+    """The network the metadata describes, its absence cases included; weights as initialised."""
+    model = LVPCNet(ModelConfig(**{**_CONFIG_OPTIONAL, **meta["config"]}))
     for key in meta["cases"]:
         available, _ = parse_case_key(key)
         if not model.has_case(available):
             model.add_case(available)
+    return model
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[LVPCNet, ModelInfo]:
+    """The network and what it knows; the metadata must describe exactly the tensors in the file.
+
+    The description is first built without memory (on torch's meta device) and compared with the tensors' names and
+    shapes in the header, so a damaged configuration is refused before any weight is allocated.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    name = Path(path).name
     try:
-        tensors = load_file(str(path))
-        model.load_state_dict(tensors, strict=True)
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in _network(meta).state_dict().items()}
+        with safe_open(str(path), framework="pt") as handle:
+            stored = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+    except Exception as exc:  # the network's own checks of its configuration, safetensors' of the header
+        raise _damaged(name, f"its configuration does not make a network ({exc.__class__.__name__}: {exc})") from None
+    if expected != stored:
+        wrong = sorted(set(expected) ^ set(stored)) or sorted(k for k in expected if expected[k] != stored[k])
+        raise _damaged(name, f"its configuration and its tensors disagree (e.g. on {wrong[0]})")
+    try:
+        model = _network(meta)
+        model.load_state_dict(load_file(str(path)), strict=True)
     except Exception as exc:
-        raise LvpcError(f"MODEL: '{Path(path).name}' is damaged ({exc.__class__.__name__}); train it again") from None
+        raise _damaged(name, f"its tensors cannot be read ({exc.__class__.__name__})") from None
     info = ModelInfo(meta["class_values"], meta["class_names"], [tuple(c) for c in meta["colors"]],
                      meta["descriptions"], meta["text_encoder"], meta.get("report", {}))
     return model.to(device).eval(), info

@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from osgeo import gdal, ogr, osr
 
+from .files import discard, publish, qml_path, stamp, temporary_beside, write_failed
 from .progress import LvpcError
 
 gdal.UseExceptions()
@@ -212,7 +213,7 @@ class _Layer:
 
     def __init__(self, name: str, path: str, grid: Grid, *, reference: str, reference_grid: Grid,
                  resampling: str | None, log: Callable[[str], None]):
-        self.name = name
+        self.name, self.path = name, path
         self.ds = _open(name, path)
         self.bands = self.ds.RasterCount
         self.grid = grid
@@ -299,17 +300,29 @@ class _Layer:
                                 "grid, which GDAL would do wrongly: convert it to Int16 or Float32 first.")
             value = _nodata(band)
             src_nodata.append("nan" if value is None else repr(value))
-        return gdal.Warp("", self.ds, format="VRT", outputBounds=grid.bounds, width=grid.width, height=grid.height,
-                         dstSRS=grid.crs_wkt, resampleAlg=resampling, srcNodata=" ".join(src_nodata),
-                         dstNodata=float("nan"), outputType=gdal.GDT_Float32, workingType=gdal.GDT_Float32)
+        try:
+            return gdal.Warp("", self.ds, format="VRT", outputBounds=grid.bounds, width=grid.width,
+                             height=grid.height, dstSRS=grid.crs_wkt, resampleAlg=resampling,
+                             srcNodata=" ".join(src_nodata), dstNodata=float("nan"), outputType=gdal.GDT_Float32,
+                             workingType=gdal.GDT_Float32)
+        except RuntimeError as exc:
+            raise self._unreadable(exc) from None
 
     def read(self, xoff: int, yoff: int, xsize: int, ysize: int) -> np.ndarray:
         """A window of the target grid (inside it); NaN where the file has no data."""
-        if self._offset is None:
-            return _read_valid(self.ds, xoff, yoff, xsize, ysize)
-        ox, oy = self._offset
-        return _padded(lambda x, y, w, h: _read_valid(self.ds, x, y, w, h), self.bands,
-                       self.ds.RasterXSize, self.ds.RasterYSize, xoff + ox, yoff + oy, xsize, ysize)
+        try:
+            if self._offset is None:
+                return _read_valid(self.ds, xoff, yoff, xsize, ysize)
+            ox, oy = self._offset
+            return _padded(lambda x, y, w, h: _read_valid(self.ds, x, y, w, h), self.bands,
+                           self.ds.RasterXSize, self.ds.RasterYSize, xoff + ox, yoff + oy, xsize, ysize)
+        except RuntimeError as exc:
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: RuntimeError) -> LvpcError:
+        return LvpcError(f"Layer '{self.name}': reading {self.path} failed ({str(exc).strip()}): the file is damaged "
+                         "or truncated, or it is a VRT whose source files are missing. Check it with "
+                         "`gdalinfo -checksum`, or choose another file.")
 
     def close(self) -> None:
         self.ds = self._source = None
@@ -395,14 +408,28 @@ def _check_distinct_files(sources: dict[str, str]) -> None:
         seen[key] = name
 
 
-def read_labels(path: str, grid: Grid, log: Callable[[str], None] = print) -> np.ndarray:
-    """A label raster's first band on `grid` (nearest neighbour) as int32, 0 = unlabelled (nodata -> 0)."""
-    name = os.path.basename(str(path))
-    layer = _Layer(name, path, grid, reference="grid", reference_grid=grid, resampling="near", log=log)
+def _first_band(path: str, grid: Grid, log: Callable[[str], None]) -> np.ndarray:
+    """A raster's first band on `grid` (nearest neighbour), float32, NaN where it has no value."""
+    layer = _Layer(os.path.basename(str(path)), path, grid, reference="grid", reference_grid=grid, resampling="near",
+                   log=log)
     try:
-        values = _padded(layer.read, layer.bands, grid.width, grid.height, 0, 0, grid.width, grid.height)[0]
+        return _padded(layer.read, layer.bands, grid.width, grid.height, 0, 0, grid.width, grid.height)[0]
     finally:
         layer.close()
+
+
+def read_labels(path: str, grid: Grid, log: Callable[[str], None] = print) -> np.ndarray:
+    """A label raster's class codes on `grid` as int32, 0 = unlabelled (nodata -> 0).
+
+    Codes must be integers 0..255: casting 1.5 to 1 or -1 to a code would swap or invent classes without a word."""
+    values = _first_band(path, grid, log)
+    finite = values[np.isfinite(values)]
+    bad = np.unique(finite[(finite != np.round(finite)) | (finite < 0) | (finite > 255)])
+    if bad.size:
+        shown = ", ".join(f"{v:g}" for v in bad[:5]) + (", ..." if bad.size > 5 else "")
+        raise LvpcError(f"Label raster (LABELS) {path} holds values that are not class codes ({shown}): class codes "
+                        "are integers 1 to 255, with 0 or nodata where a pixel is unlabelled. Recode the raster, "
+                        "or give the classes as ROIs.")
     return np.nan_to_num(values, nan=0.0).astype(np.int32)
 
 
@@ -414,7 +441,7 @@ def read_mask(path: str, grid: Grid, log: Callable[[str], None] = print) -> np.n
     except RuntimeError:
         ds = None
     if ds is None:
-        return read_labels(path, grid, log) != 0
+        return np.nan_to_num(_first_band(path, grid, log), nan=0.0) != 0
     lyr = _vector_layer(ds, path, None, log)
     features = [(f.GetGeometryRef().Clone(), 1) for f in lyr if f.GetGeometryRef() is not None]
     if not features:
@@ -574,24 +601,15 @@ def default_colors(n: int) -> list[tuple[int, int, int]]:
     return colors
 
 
-def _partial_path(path: str) -> str:
-    folder, base = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(base)
-    return os.path.join(folder, f".{stem}.partial{ext or '.tif'}")
-
-
-def _qml_path(path: str) -> str:
-    return os.path.splitext(path)[0] + ".qml"
-
-
 _GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
 
 
 class ClassMapWriter:
     """A classified GeoTIFF (and optional confidence GeoTIFF) written block by block, published only on success.
 
-    Files are written under `.<name>.partial.tif` beside the target and renamed onto it when the `with` block
-    ends normally, so a failed or cancelled run never leaves half a map or damages an earlier one.
+    Files are written to temporary files of this run beside the targets and renamed onto them together, with the
+    `.qml` style, when the `with` block ends normally (`files.publish`): a failed or cancelled run never leaves half a
+    map or damages an earlier one, and of two runs writing one map the second to finish refuses to replace the first's.
     """
 
     def __init__(self, path: str, grid: Grid, class_values: list[int], class_names: list[str],
@@ -608,17 +626,26 @@ class ClassMapWriter:
         self.confidence_path = str(confidence_path) if confidence_path is not None else None
         self._classes: gdal.Dataset | None = None
         self._confidence: gdal.Dataset | None = None
+        self._partial: dict[str, str] = {}  # target -> this run's temporary file
+        self._stamps: dict[str, tuple | None] = {}
         self._valid = np.zeros(256, dtype=bool)
         self._valid[[0, *self.class_values]] = True
 
     def _targets(self) -> list[str]:
         return [p for p in (self.path, self.confidence_path) if p is not None]
 
+    @staticmethod
+    def sidecars(path: str, style: bool) -> list[str]:
+        """The files written beside a map (`style`: with its `.qml`) or a confidence raster: GDAL's metadata."""
+        return [path + ".aux.xml", *([qml_path(path)] if style else [])]
+
     def _create(self, path: str, dtype: int, nodata: float) -> gdal.Dataset:
         try:
-            ds = gdal.GetDriverByName("GTiff").Create(_partial_path(path), self.grid.width, self.grid.height, 1,
+            self._stamps[path] = stamp(path)
+            self._partial[path] = temporary_beside(path, ".tif")
+            ds = gdal.GetDriverByName("GTiff").Create(self._partial[path], self.grid.width, self.grid.height, 1,
                                                       dtype, _GTIFF_OPTIONS)
-        except RuntimeError as exc:
+        except (OSError, RuntimeError) as exc:
             raise LvpcError(f"Cannot create the output {path} ({exc}): "
                             "check that its folder exists and is writable.") from exc
         ds.SetGeoTransform(self.grid.geotransform)
@@ -671,8 +698,7 @@ class ClassMapWriter:
             failure = str(err)
         else:
             return
-        raise LvpcError(f"Writing the output {self.path} failed ({failure}): is the disk full? Free space or choose "
-                        "another folder; any previous file at that path was left as it was.")
+        raise write_failed("OUTPUT", self.path, failure)
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
         if exc_type is not None:
@@ -687,21 +713,26 @@ class ClassMapWriter:
             self._classes = self._confidence = None  # closes the files (and writes the .aux.xml with category names)
         except RuntimeError as err:
             failure = str(err)  # kept as text: the exception's frames would keep the datasets open
+        files: list[tuple[str | None, str]] = []
+        try:
+            if failure is None:
+                qml = qml_path(self.path)
+                self._stamps[qml] = stamp(qml)
+                self._partial[qml] = temporary_beside(qml, ".qml")
+                with open(self._partial[qml], "w", encoding="utf-8") as f:
+                    f.write(paletted_qml(self.class_values, self.class_names, self.colors))
+                files.append((self._partial[qml], qml))
+        except OSError as err:
+            failure = err.strerror or str(err)
         if failure is not None:
             self._discard()
-            raise LvpcError(f"Writing the output {self.path} failed ({failure}): is the disk full? Free space or "
-                            "choose another folder; any previous file at that path was left as it was.")
-        qml_partial = _partial_path(_qml_path(self.path))
-        with open(qml_partial, "w", encoding="utf-8") as f:
-            f.write(paletted_qml(self.class_values, self.class_names, self.colors))
+            raise write_failed("OUTPUT", self.path, failure)
         for target in self._targets():
-            partial = _partial_path(target)
-            os.replace(partial, target)
-            if os.path.exists(partial + ".aux.xml"):
-                os.replace(partial + ".aux.xml", target + ".aux.xml")
-            elif os.path.exists(target + ".aux.xml"):
-                os.remove(target + ".aux.xml")  # an older map's metadata must not stick to the new one
-        os.replace(qml_partial, _qml_path(self.path))
+            aux = self._partial[target] + ".aux.xml"
+            # an older map's metadata must not stick to the new one
+            files += [(self._partial[target], target), (aux if os.path.exists(aux) else None, target + ".aux.xml")]
+        self._partial = {}
+        publish(files, self._stamps, "OUTPUT")
 
     def _discard(self) -> None:
         """Close and delete the partial files; whatever lies at the targets stays as it was."""
@@ -714,11 +745,8 @@ class ClassMapWriter:
         finally:
             gdal.PopErrorHandler()
             sys.unraisablehook = hook
-        for target in self._targets():
-            partial = _partial_path(target)
-            for leftover in (partial, partial + ".aux.xml"):
-                if os.path.exists(leftover):
-                    os.remove(leftover)
+        discard(p for tmp in self._partial.values() for p in (tmp, tmp + ".aux.xml"))
+        self._partial = {}
 
 
 def paletted_qml(class_values: Iterable[int], class_names: Iterable[str],

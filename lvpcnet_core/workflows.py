@@ -10,11 +10,12 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .files import check_outputs
+from .limits import check_modality_names, check_options
 from .progress import LvpcError, Progress, SilentProgress, check_cancel
 
 if TYPE_CHECKING:
@@ -36,6 +37,15 @@ class LabelSource:
                             "(ROIS with CLASS_FIELD), exactly one of them")
         if self.vector and not self.class_field:
             raise LvpcError("CLASS_FIELD is required with ROIS: name the attribute that holds the class")
+
+    def inputs(self) -> dict[str, str | None]:
+        """The label files by parameter, for the output policy."""
+        return {"LABELS": self.raster, "ROIS": self.vector}
+
+
+def _layers(modalities: dict[str, str]) -> dict[str, str]:
+    """Modality layers by parameter name (HS, LIDAR, SAR), as messages name them."""
+    return {m.upper(): path for m, path in modalities.items()}
 
 
 def _labels_on_grid(source: LabelSource, grid, log, known: dict[str, int] | None = None
@@ -59,20 +69,15 @@ def write_json(path: str | os.PathLike, data: dict, parameter: str = "OUTPUT_JSO
         json.dump(data, handle, indent=2, allow_nan=False, default=json_value)
 
 
-def _check_output(path: str | os.PathLike, parameter: str) -> None:
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise LvpcError(f"{parameter}: the folder '{folder}' does not exist; choose an existing folder")
-    if not os.access(folder, os.W_OK):
-        raise LvpcError(f"{parameter}: cannot write in '{folder}'; choose a folder you can write to")
-
-
 def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, descriptions: str | None = None,
           text_encoder: str = "auto", settings=None, class_names: dict[int, str] | None = None,
-          colors: dict[int, tuple[int, int, int]] | None = None, progress: Progress | None = None) -> dict:
-    """Layers + labels -> a trained `.lvpc` model (stage 1, then prompts for every absence case)."""
+          colors: dict[int, tuple[int, int, int]] | None = None, progress: Progress | None = None,
+          report_path: str | None = None) -> dict:
+    """Layers + labels -> a trained `.lvpc` model (stage 1, then prompts for every absence case), and optionally
+    its HTML training report."""
 
     from . import language, raster_io, text_encoders
+    from . import report as html
     from .model_file import ModelInfo, save_model
     from .training import TrainSettings, resolve_device
 
@@ -81,7 +86,10 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     if len(modalities) < 2:
         raise LvpcError(f"training needs at least two modalities (HS, LIDAR, SAR), got {len(modalities)}: "
                         "add a second layer, or use a single-modality classifier instead")
-    _check_output(out_model, "OUTPUT_MODEL")
+    check_modality_names(modalities)
+    check_options(settings.to_dict())
+    check_outputs({"OUTPUT_MODEL": out_model, "REPORT": report_path},
+                  {**_layers(modalities), **labels.inputs(), "DESCRIPTIONS": descriptions})
     resolve_device(settings.device)
     started = time.perf_counter()
     with raster_io.AlignedStack(modalities, log=progress.info) as stack:
@@ -103,6 +111,9 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     save_model(out_model, model, info)
     progress.set_progress(100.0)
     progress.info(f"model written to {out_model} ({report['seconds']:.0f} s)")
+    if report_path:
+        html.write_html(report_path, html.training_report(report))
+        progress.info(f"training report written to {report_path}")
     return report
 
 
@@ -265,9 +276,12 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
     from .training import resolve_device
 
     progress = progress or SilentProgress()
-    _check_output(out_map, "OUTPUT")
-    if confidence:
-        _check_output(confidence, "CONFIDENCE")
+    check_options({"block_size": block_size, "threads": threads})
+    check_outputs({"OUTPUT": out_map, "CONFIDENCE": confidence},
+                  {"MODEL": model_path, **_layers(modalities), "MASK": mask},
+                  sidecars={"OUTPUT": raster_io.ClassMapWriter.sidecars(out_map, style=True),
+                            "CONFIDENCE": raster_io.ClassMapWriter.sidecars(confidence, style=False) if confidence
+                            else []})
     if threads:
         torch.set_num_threads(threads)
     model, info = load_model(model_path, resolve_device(device))
@@ -321,15 +335,16 @@ def _check_bands(model, stack) -> None:
 
 
 def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource, *, fill: str = "prompts",
-             device: str = "auto", json_path: str | None = None, progress: Progress | None = None) -> dict:
-    """Accuracy of a model on reference labels, with the given subset of modalities."""
-    from . import raster_io
+             device: str = "auto", json_path: str | None = None, html_path: str | None = None,
+             progress: Progress | None = None) -> dict:
+    """Accuracy of a model on reference labels, with the given subset of modalities; optionally as JSON and HTML."""
+    from . import raster_io, report
     from .model_file import load_model
     from .training import resolve_device
 
     progress = progress or SilentProgress()
-    if json_path:
-        _check_output(json_path, "OUTPUT_JSON")
+    check_outputs({"OUTPUT_JSON": json_path, "OUTPUT_HTML": html_path},
+                  {"MODEL": model_path, **_layers(modalities), **reference.inputs()})
     model, info = load_model(model_path, resolve_device(device))
     available = _check_modalities(model, modalities, fill)
     ordered = {m: modalities[m] for m in model.cfg.modalities if m in modalities}
@@ -350,6 +365,8 @@ def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource
                   f"on {result['n']} reference pixels with {', '.join(available)}")
     if json_path:
         write_json(json_path, result)
+    if html_path:
+        report.write_html(html_path, report.evaluation_report(result), "OUTPUT_HTML")
     return result
 
 
@@ -402,7 +419,10 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
 
     progress = progress or SilentProgress()
     settings = settings or TrainSettings()
-    _check_output(out_model, "OUTPUT_MODEL")
+    check_options(settings.to_dict())
+    # the one output that may be an input: a model updated in place, as the user asked by naming it twice
+    check_outputs({"OUTPUT_MODEL": out_model}, {"MODEL": model_path, **_layers(modalities), **labels.inputs()},
+                  replaceable={"MODEL"})
     model, info = load_model(model_path, resolve_device(settings.device))
     missing = [m for m in model.cfg.modalities if m not in modalities]
     if missing:
@@ -441,12 +461,17 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
     return {"case": "+".join(case), **result}
 
 
-def describe(classes: list[str], modalities: list[str], out_path: str) -> str:
-    """Writes the editable description table (language priors) for the classes and modalities."""
+def describe(classes: list[str], modalities: list[str], out_path: str,
+             inputs: dict[str, str | None] | None = None) -> str:
+    """Writes the editable description table (language priors) for the classes and modalities; `inputs` are the
+    files the classes came from, which the table must not overwrite."""
     from . import language
 
     if not classes:
         raise LvpcError("give at least one class name")
-    _check_output(out_path, "OUTPUT")
+    if not modalities:
+        raise LvpcError("MODALITIES is empty: choose at least one of hs, lidar, sar.")
+    check_modality_names(modalities)
+    check_outputs({"OUTPUT": out_path}, inputs or {})
     language.build_descriptions(classes, modalities).save(out_path)
     return out_path

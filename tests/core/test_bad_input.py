@@ -154,17 +154,85 @@ def not_a_model(raster: str, out: Path) -> Path:
     return out
 
 
-def newer_model(model: Path, out: Path) -> Path:
-    """The model with its metadata claiming a future format version (header rewritten, tensors untouched)."""
+def model_metadata(model: Path) -> dict:
+    """The JSON metadata of a model file, read from its header."""
+    data = model.read_bytes()
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    return json.loads(header["__metadata__"]["lvpc"])
+
+
+def with_metadata(model: Path, out: Path, meta: dict | str) -> Path:
+    """The model with its metadata replaced (a dict, or raw text such as broken JSON); tensors untouched."""
     data = model.read_bytes()
     length = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + length])
-    meta = json.loads(header["__metadata__"]["lvpc"])
-    meta["format_version"] = 99
-    header["__metadata__"]["lvpc"] = json.dumps(meta)
+    header["__metadata__"]["lvpc"] = meta if isinstance(meta, str) else json.dumps(meta)
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
     out.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + length:])
+    return out
+
+
+def changed(meta: dict, path: tuple, value: object = KeyError) -> dict:
+    """A deep copy of `meta` with the key at `path` set to `value`, or removed (the default)."""
+    meta = json.loads(json.dumps(meta))
+    *parents, last = path
+    node = meta
+    for key in parents:
+        node = node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return meta
+
+
+def newer_model(model: Path, out: Path) -> Path:
+    """The model with its metadata claiming a future format version (header rewritten, tensors untouched)."""
+    return with_metadata(model, out, changed(model_metadata(model), ("format_version",), 99))
+
+
+# The damaged models the issue met as tracebacks: safetensors valid, the JSON metadata wrong.
+DAMAGED_METADATA: dict[str, Callable[[dict], dict | str]] = {
+    "bad JSON": lambda m: json.dumps(m)[:-5],
+    "config key missing": lambda m: changed(m, ("config", "width")),
+    "config key unknown": lambda m: changed(m, ("config", "colour"), 3),
+    "config key mistyped": lambda m: changed(m, ("config", "depth"), "four"),
+    "bad cases entry": lambda m: changed(m, ("cases", 0), "hs->hs"),
+    "no colours": lambda m: changed(m, ("colors",)),
+    "class values > 255": lambda m: changed(m, ("class_values", 0), 300),
+    "metadata not an object": lambda m: json.dumps([m]),
+    "modalities mistyped": lambda m: changed(m, ("config", "modalities"), "hs,lidar"),
+}
+
+
+def damaged_models(model: Path, folder: Path) -> dict[str, Path]:
+    meta = model_metadata(model)
+    return {f"damaged: {name}": with_metadata(model, folder / f"damaged_{i}.lvpc", make(meta))
+            for i, (name, make) in enumerate(DAMAGED_METADATA.items())}
+
+
+def label_raster(source: str, out: Path, codes: tuple[float, float]) -> Path:
+    """A Float32 label raster on `source`'s grid: the left half `codes[0]`, the right half `codes[1]`."""
+    ds = gdal.Open(source)
+    labels = np.zeros((ds.RasterYSize, ds.RasterXSize), np.float32)
+    labels[:, : ds.RasterXSize // 2], labels[:, ds.RasterXSize // 2:] = codes
+    write_raster(str(out), labels, Grid.from_dataset(ds))
+    return out
+
+
+def vrt_without_source(source: str, out: Path) -> Path:
+    """A VRT over a copy of `source` that is then deleted, as when a VRT is moved without its files."""
+    copy = translated(source, out.with_suffix(".source.tif"))
+    gdal.BuildVRT(str(out), [str(copy)])  # dropped at once: written
+    copy.unlink()
+    return out
+
+
+def truncated_raster(source: str, out: Path) -> Path:
+    """A GeoTIFF cut after its header, as a copy interrupted half way."""
+    data = Path(source).read_bytes()
+    out.write_bytes(data[: len(data) // 2])
     return out
 
 
@@ -198,8 +266,9 @@ def without_case(model: Path, out: Path, case: str) -> Path:
 class Case:
     """One CLI run: the arguments after `python -m lvpcnet_core`, and what the user must see.
 
-    `error` set: exit 1, the last stderr line `error: ...` containing it, and `output` untouched (it holds
-    PREVIOUS before the run). `error` None: exit 0 and `log` in stderr.
+    `error` set: exit 1, the last stderr line `error: ...` containing it, and the case's folder byte for byte as it
+    was: `output` (PREVIOUS before the run, unless it is one of the inputs copied there) and every other file.
+    `error` None: exit 0 and `log` in stderr.
     """
 
     args: list[str]
@@ -239,6 +308,12 @@ def bad_files(folder: Path, hs: str, lidar: str, grid, model: Path, water: tuple
         "newer": newer_model(model, folder / "newer.lvpc"),
         "bomb": pickle_bomb(folder / "bomb.lvpc", folder / "BOMB_RAN"),
         "no_lidar_case": without_case(model, folder / "no_lidar_case.lvpc", "lidar->hs"),
+        "labels_fraction": label_raster(lidar, folder / "labels_fraction.tif", (1.5, 2.7)),
+        "labels_negative": label_raster(lidar, folder / "labels_negative.tif", (-1, 2)),
+        "labels_300": label_raster(lidar, folder / "labels_300.tif", (1, 300)),
+        "vrt_missing": vrt_without_source(lidar, folder / "vrt_missing.vrt"),
+        "truncated_tif": truncated_raster(lidar, folder / "truncated_tif.tif"),
+        **damaged_models(model, folder),
     }
 
 
@@ -274,6 +349,12 @@ class Ctx:
     def layer(self, modality: str, name: str) -> str:
         return f"--modality={modality}={self.w[name]}"
 
+    def copy(self, name: str, as_name: str | None = None) -> Path:
+        """The world's file `name` copied into the case's folder (with a .qml style beside it), to be written over."""
+        scene = self.w["scene"]
+        source = self.w[name] if name in self.w else scene.paths.get(name) or getattr(scene, name)
+        return copy_input(Path(source), self.out, as_name)
+
     def rois(self, name: str, field: str = "class") -> list[str]:
         return ["--rois", str(self.w[name]), "--class-field", field]
 
@@ -288,6 +369,24 @@ class Ctx:
         return ["evaluate", "--model", str(self.w[model]), *layers, *(labels or self.labels),
                 "--json", str(self.figures)]
 
+
+def copy_input(source: Path, folder: Path, as_name: str | None = None) -> Path:
+    """A copy of an input in `folder`, with a .qml style of its own beside it (the user's style of that layer)."""
+    target = folder / (as_name or source.name)
+    target.write_bytes(source.read_bytes())
+    target.with_suffix(".qml").write_text("<qgis>the user's style</qgis>", encoding="utf-8")
+    return target
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file in `folder` (its subfolders too) and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+OUT_OF_RANGE = [("--batch-size", "0", "an integer from 1 to 65536"), ("--patch-size", "4", "an odd integer from 5 to 33"),
+                ("--validation-fraction", "1.5", "a number from 0 to 0.5"), ("--threads", "-1", "an integer from 1 to 1024"),
+                ("--learning-rate", "nan", "a number from 1e-07 to 1, not nan"),
+                ("--block-size", "0", "an integer from 1 to 4096"), ("--block-size", "-5", "an integer from 1 to 4096")]
 
 CASES: dict[str, Callable[[Ctx], Case]] = {
     "no overlap": lambda c: Case(c.train(c.hs, c.layer("lidar", "far")), c.model,
@@ -337,6 +436,59 @@ CASES: dict[str, Callable[[Ctx], Case]] = {
     "model: pickle crafted to run code": lambda c: Case(c.classify(c.hs, c.lidar, model="bomb"), c.map,
                                                         "MODEL: 'bomb.lvpc' is not a readable LVPC model file"),
     "subset without prompts": lambda c: Case(c.classify(c.lidar, model="no_lidar_case"), c.map, "lvpc:learnprompts"),
+    # outputs that name an input, another output, a folder or nowhere: refused before any work
+    "classify --out = the LiDAR input": lambda c: Case(
+        ["classify", "--model", str(c.w["model"]), c.hs, f"--modality=lidar={c.copy('lidar')}", "--out",
+         str(c.out / "lidar.tif")], c.out / "lidar.tif", "OUTPUT: '" + str(c.out / "lidar.tif") + "' is a file of the input LIDAR"),
+    "classify --out beside the LiDAR input (its .qml)": lambda c: Case(
+        ["classify", "--model", str(c.w["model"]), c.hs, f"--modality=lidar={c.copy('lidar')}", "--out",
+         str(c.out / "lidar.tiff")], c.out / "lidar.tiff",
+        "OUTPUT (its companion file lidar.qml): '" + str(c.out / "lidar.qml") + "' is a file of the input LIDAR"),
+    "train --out = the label raster": lambda c: Case(
+        ["train", c.hs, c.lidar, "--labels", str(c.copy("labels", "labels.tif")), *TINY, "--out",
+         str(c.out / "labels.tif")], c.out / "labels.tif", "OUTPUT_MODEL: '" + str(c.out / "labels.tif") + "' is a file of the input LABELS"),
+    "evaluate --json = the HS raster": lambda c: Case(
+        ["evaluate", "--model", str(c.w["model"]), f"--modality=hs={c.copy('hs')}", c.lidar, *c.labels, "--json",
+         str(c.out / "hs.tif")], c.out / "hs.tif", "OUTPUT_JSON: '" + str(c.out / "hs.tif") + "' is a file of the input HS"),
+    "classify --confidence = the model": lambda c: Case(
+        ["classify", "--model", str(c.copy("model")), c.hs, c.lidar, "--out", str(c.map), "--confidence",
+         str(c.out / "model.lvpc")], c.map, "CONFIDENCE: '" + str(c.out / "model.lvpc") + "' is a file of the input MODEL"),
+    "classify --confidence = --out": lambda c: Case(
+        ["classify", "--model", str(c.w["model"]), c.hs, c.lidar, "--out", str(c.map), "--confidence", str(c.map)],
+        c.map, "CONFIDENCE: '" + str(c.map) + "' is also written as OUTPUT"),
+    "output is a folder": lambda c: Case(c.train(c.hs, c.lidar)[:-1] + [str(c.out)], c.model,
+                                         f"OUTPUT_MODEL: '{c.out}' is a folder"),
+    "output folder missing": lambda c: Case(c.train(c.hs, c.lidar)[:-1] + [str(c.out / "nope" / "m.lvpc")], c.model,
+                                            f"OUTPUT_MODEL: the folder '{c.out / 'nope'}' does not exist"),
+    "prompts --out beside the model is no in-place update": lambda c: Case(
+        ["prompts", "--model", str(c.copy("model")), c.hs, c.lidar, *c.labels, "--available", "lidar", *TINY[2:],
+         "--out", str(c.out / "model.qml")], c.out / "model.qml", "is a file of the input MODEL"),
+    # numbers out of range: refused by the parser, one line, exit 1
+    **{f"{flag} {value}": (lambda c, flag=flag, value=value, message=message: Case(
+        (c.classify(c.hs, c.lidar) if flag == "--block-size" else c.train(c.hs, c.lidar)) + [flag, value],
+        c.map if flag == "--block-size" else c.model, f"{flag}: must be {message}"))
+       for flag, value, message in OUT_OF_RANGE},
+    # modality names
+    "modality name h.s": lambda c: Case(c.train(f"--modality=h.s={c.w['hs']}", c.lidar), c.model,
+                                        "modality name 'h.s' must be a lowercase identifier"),
+    "modality name shared": lambda c: Case(c.train(f"--modality=shared={c.w['hs']}", c.lidar), c.model,
+                                           "modality name 'shared' is a reserved word"),
+    # label rasters: integer codes 1..255 only
+    "labels 1.5 and 2.7": lambda c: Case(c.train(c.hs, c.lidar, labels=["--labels", str(c.w["labels_fraction"])]),
+                                         c.model, "holds values that are not class codes (1.5, 2.7)"),
+    "labels -1": lambda c: Case(c.train(c.hs, c.lidar, labels=["--labels", str(c.w["labels_negative"])]), c.model,
+                                "holds values that are not class codes (-1)"),
+    "labels 300": lambda c: Case(c.train(c.hs, c.lidar, labels=["--labels", str(c.w["labels_300"])]), c.model,
+                                 "holds values that are not class codes (300)"),
+    # broken rasters
+    "VRT whose source is missing": lambda c: Case(c.classify(c.hs, c.layer("lidar", "vrt_missing")), c.map,
+                                                  "Layer 'lidar'"),
+    "truncated GeoTIFF": lambda c: Case(c.classify(c.hs, c.layer("lidar", "truncated_tif")), c.map, "Layer 'lidar'"),
+    # damaged model metadata
+    **{name: (lambda c, name=name: Case(c.classify(c.hs, c.lidar, model=name), c.map, "is damaged: "))
+       for name in (f"damaged: {n}" for n in DAMAGED_METADATA) if name != "damaged: metadata not an object"},
+    "damaged: metadata not an object": lambda c: Case(c.classify(c.hs, c.lidar, model="damaged: metadata not an object"),
+                                                      c.map, "is not an LVPC model file"),
 }
 
 
@@ -347,16 +499,17 @@ def run_cases(world: dict, cases: dict, context: type, run) -> dict:
         folder = world["folder"] / f"out{i}"
         folder.mkdir()
         case = make(context(world, folder))
-        if case.error:
+        if case.error and not case.output.exists():
             case.output.write_bytes(PREVIOUS)
-        prepared[name] = (case, folder)
+        prepared[name] = (case, folder, snapshot(folder))
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(lambda item: run(item[0]), prepared.values()))
-    return {name: (case, result, folder) for (name, (case, folder)), result in zip(prepared.items(), done)}
+    return {name: (case, result, folder, before)
+            for (name, (case, folder, before)), result in zip(prepared.items(), done)}
 
 
 @pytest.fixture(scope="module")
-def runs(world: dict) -> dict[str, tuple[Case, subprocess.CompletedProcess, Path]]:
+def runs(world: dict) -> dict[str, tuple[Case, subprocess.CompletedProcess, Path, dict[str, bytes]]]:
     return run_cases(world, CASES, Ctx, lambda case: cli(case.args))
 
 
@@ -373,17 +526,17 @@ def test_messy_but_valid_rois_train(world: dict) -> None:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_cli(runs: dict, world: dict, name: str) -> None:
-    case, run, folder = runs[name]
+    case, run, folder, before = runs[name]
     if case.error is None:
         assert run.returncode == 0, run.stderr
         for line in case.log:
             assert line in run.stderr
         assert case.output.is_file()
         return
-    last = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else ""
+    lines = run.stderr.strip().splitlines()
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
-    assert last.startswith("error: ") and case.error in last, run.stderr
-    assert case.output.read_bytes() == PREVIOUS
-    assert [p.name for p in folder.iterdir()] == [case.output.name]
+    assert lines and lines[-1].startswith("error: ") and case.error in lines[-1], run.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1, run.stderr
+    assert snapshot(folder) == before
     assert not (world["folder"] / "BOMB_RAN").exists()
