@@ -337,8 +337,7 @@ def _frozen_features(model: LVPCNet, samples: Samples, available: tuple[str, ...
         x = {m: torch.from_numpy(samples.windows[m][start:start + batch_size]).to(device) for m in available}
         with autocast(device):
             if model.shared is not None:
-                features = model.shared({m: x[m] for m in available})
-                shared.append(torch.stack([F.normalize(f.float(), dim=-1) for f in features]).mean(0))
+                shared.append(torch.stack([F.normalize(f.float(), dim=-1) for f in model.shared(x)]).mean(0))
             for m in available:
                 specific[m].append(F.normalize(model.specific[m](x[m]).float(), dim=-1))
     return (torch.cat(shared) if shared else None), {m: torch.cat(v) for m, v in specific.items()}
