@@ -8,6 +8,7 @@ grid are warped through an in-memory VRT, so only the blocks that are read are e
 from __future__ import annotations
 
 import colorsys
+import functools
 import math
 import os
 import sys
@@ -22,9 +23,34 @@ from osgeo import gdal, ogr, osr
 from .files import discard, publish, qml_path, stamp, temporary_beside, write_failed
 from .progress import LvpcError
 
-gdal.UseExceptions()
-ogr.UseExceptions()
-osr.UseExceptions()
+
+@contextmanager
+def _gdal_raising() -> Iterator[None]:
+    """GDAL, OGR and OSR raise RuntimeError on errors inside LVPC's own calls only.
+
+    Their exception switch is process-wide: setting it at import would change GDAL's behaviour for every
+    other plugin and script in the QGIS process, so it is set around each call and restored after.
+    """
+    modules = (gdal, ogr, osr)
+    previous = [m.GetUseExceptions() for m in modules]
+    for m in modules:
+        m.UseExceptions()
+    try:
+        yield
+    finally:
+        for m, used in reversed(list(zip(modules, previous))):  # GDAL keeps the handlers as a stack
+            if not used:
+                m.DontUseExceptions()
+
+
+def _raising(function: Callable) -> Callable:
+    """Runs `function` inside `_gdal_raising`: every entry point of this module that reaches GDAL."""
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        with _gdal_raising():
+            return function(*args, **kwargs)
+    return call
+
 
 _TOLERANCE = 1e-6  # in pixels: offsets and sizes closer than this to a whole number are whole
 
@@ -106,6 +132,7 @@ class Grid:
             return None
         return round(col), round(row)
 
+    @_raising
     def srs(self) -> osr.SpatialReference | None:
         return _srs(self.crs_wkt)
 
@@ -346,6 +373,7 @@ def gdal_cache_limit(max_bytes: int = 256 * 2**20) -> Iterator[None]:
 class AlignedStack:
     """Named modalities read on one grid: the first modality's, or the one `reference` names."""
 
+    @_raising
     def __init__(self, sources: dict[str, str], reference: str | None = None,
                  extent: tuple[float, float, float, float] | None = None, log: Callable[[str], None] = print):
         if not sources:
@@ -375,6 +403,7 @@ class AlignedStack:
     def names(self) -> list[str]:
         return list(self._layers)
 
+    @_raising
     def read(self, name: str, xoff: int, yoff: int, xsize: int, ysize: int) -> np.ndarray:
         """(bands, ysize, xsize) float32; cells outside the grid or without data are NaN."""
         if name not in self._layers:
@@ -385,6 +414,7 @@ class AlignedStack:
     def read_all(self) -> dict[str, np.ndarray]:
         return {name: self.read(name, 0, 0, self.grid.width, self.grid.height) for name in self._layers}
 
+    @_raising
     def close(self) -> None:
         for layer in self._layers.values():
             layer.close()
@@ -418,6 +448,7 @@ def _first_band(path: str, grid: Grid, log: Callable[[str], None]) -> np.ndarray
         layer.close()
 
 
+@_raising
 def read_labels(path: str, grid: Grid, log: Callable[[str], None] = print) -> np.ndarray:
     """A label raster's class codes on `grid` as int32, 0 = unlabelled (nodata -> 0).
 
@@ -433,6 +464,7 @@ def read_labels(path: str, grid: Grid, log: Callable[[str], None] = print) -> np
     return np.nan_to_num(values, nan=0.0).astype(np.int32)
 
 
+@_raising
 def read_mask(path: str, grid: Grid, log: Callable[[str], None] = print) -> np.ndarray:
     """Where to classify, as a bool (rows, cols) array: a raster's non-zero valid pixels, or inside polygons."""
     name = os.path.basename(str(path))
@@ -449,6 +481,7 @@ def read_mask(path: str, grid: Grid, log: Callable[[str], None] = print) -> np.n
     return _burn(features, [1] * len(features), lyr.GetSpatialRef(), grid, path, log) != 0
 
 
+@_raising
 def rasterize_rois(path: str, class_field: str, grid: Grid, layer: str | None = None,
                    class_values: dict[str, int] | None = None,
                    log: Callable[[str], None] = print) -> tuple[np.ndarray, list[int], list[str]]:
@@ -654,6 +687,7 @@ class ClassMapWriter:
         ds.GetRasterBand(1).SetNoDataValue(nodata)
         return ds
 
+    @_raising
     def __enter__(self) -> ClassMapWriter:
         try:
             self._classes = self._create(self.path, gdal.GDT_Byte, 0)
@@ -674,6 +708,7 @@ class ClassMapWriter:
             raise
         return self
 
+    @_raising
     def write(self, xoff: int, yoff: int, classes: np.ndarray, confidence: np.ndarray | None = None) -> None:
         """Write a block of class codes (0 = nodata) and, when a confidence file is open, its confidences."""
         if self._classes is None:
@@ -700,6 +735,7 @@ class ClassMapWriter:
             return
         raise write_failed("OUTPUT", self.path, failure)
 
+    @_raising
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
         if exc_type is not None:
             self._discard()
@@ -781,6 +817,7 @@ def paletted_qml(class_values: Iterable[int], class_names: Iterable[str],
     return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(qgis, encoding="unicode") + "\n"
 
 
+@_raising
 def write_raster(path: str, array: np.ndarray, grid: Grid, nodata: float | None = None) -> None:
     """Write a (rows, cols) or (bands, rows, cols) array of any GDAL-supported dtype as a GeoTIFF on `grid`."""
     from osgeo import gdal_array

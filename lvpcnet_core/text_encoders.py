@@ -93,7 +93,8 @@ class ClipTextEncoder:
                             f"Give a checkpoint of that architecture; {SPEC_HELP}.") from e
         model.visual = torch.nn.Identity()
         self._model = model.eval().requires_grad_(False)
-        self._tokenizer = open_clip.get_tokenizer(arch)
+        with _quiet_logging():
+            self._tokenizer = open_clip.get_tokenizer(arch)
         # Padding (token 0) after the end token can be cut when the text transformer is causal and pools at the
         # end token, which is the highest id of open_clip's own BPE tokenizer.
         self._trim = (getattr(model, "attn_mask", None) is not None and hasattr(model, "token_embedding")
@@ -131,14 +132,23 @@ class ClipTextEncoder:
 
 @contextlib.contextmanager
 def _quiet_logging() -> Iterator[None]:
-    """open_clip logs a warning for every model it builds; keep the user's log to our own messages."""
+    """Drops open_clip's below-error records (a few for every model and tokenizer it builds) for a while.
+
+    open_clip logs through the root logger's functions, so the filter sits on the root logger and matches
+    records by the file they come from: the root level, and every other library's records, stay as they are.
+    """
+    import open_clip
+    package = os.path.dirname(open_clip.__file__) + os.sep
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.pathname.startswith(package)
+
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    root.addFilter(keep)
     try:
         yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(keep)
 
 
 def hf_hub_cache() -> str:
