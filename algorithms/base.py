@@ -187,7 +187,32 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
                                                                                                           context):
                 return False, (f"{definition.name()} must be a number from {definition.minimum():g} to "
                                f"{definition.maximum():g}, not {value}: give a value in that range.")
+        if ok:
+            problem = self.layers_against_model(parameters, context)
+            if problem:
+                return False, problem
         return ok, message
+
+    def layers_against_model(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
+        """The engine's check of the given layers against the model (sensors, prompts, band counts), before the run."""
+        if self.parameterDefinition(self.MODEL) is None or missing_modules(self.REQUIRES):
+            return None
+        from lvpcnet_core.compatibility import ModelLayers
+        from lvpcnet_core.model_file import read_metadata
+        from lvpcnet_core.progress import LvpcError
+
+        layers = {key: self.parameterAsRasterLayer(parameters, name, context) for key, (name, _) in MODALITIES.items()}
+        layers = {key: layer for key, layer in layers.items() if layer is not None}
+        # without a FILL choice (lvpc:learnprompts) the prompts are what the run makes, so none are required
+        fill = FILLS[self.parameterAsEnum(parameters, self.FILL, context)] if self.parameterDefinition(self.FILL) \
+            else "zeros"
+        try:
+            expects = ModelLayers.of_metadata(read_metadata(self.parameterAsFile(parameters, self.MODEL, context)))
+            expects.available(layers, fill)
+            expects.check_bands({key: layer.bandCount() for key, layer in layers.items()})
+        except LvpcError as exc:
+            return str(exc)
+        return None
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802 (QGIS API)
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:

@@ -116,12 +116,9 @@ class LVPCNet(nn.Module):
     def compensator(self, available: tuple[str, ...], missing: str) -> Compensator:
         key = case_key(self.ordered(available), missing)
         if key not in self.compensators:
-            from .progress import LvpcError
+            from .compatibility import no_prompts
 
-            raise LvpcError(
-                f"the model has no prompts for classifying with only {', '.join(available)} "
-                f"(missing {missing}); add them with `lvpc:learnprompts` in QGIS or "
-                f"`python -m lvpcnet_core prompts --available {','.join(available)}` on the model")
+            raise no_prompts(self.ordered(available), missing)
         return self.compensators[key]
 
     def forward(self, x: dict[str, torch.Tensor], available: tuple[str, ...] | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import platform
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -71,17 +72,41 @@ class TrainSettings:
         return {"language": self.language, "compensation": self.compensation, "decoupling": self.decoupling}
 
 
-def resolve_device(spec: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is a user error."""
+def resolve_device(spec: str, log: Callable[[str], None] | None = None) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is a user error. `log` hears what was chosen."""
     from .progress import LvpcError
 
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif spec.startswith("cuda") and not torch.cuda.is_available():
         raise LvpcError("DEVICE is 'cuda' but no CUDA GPU is available to PyTorch: choose 'auto' or 'cpu'")
-    if spec not in ("cpu",) and not spec.startswith("cuda"):
+    elif spec not in ("cpu",) and not spec.startswith("cuda"):
         raise LvpcError(f"DEVICE must be auto, cpu or cuda, not '{spec}'")
-    return torch.device(spec)
+    else:
+        device = torch.device(spec)
+    if log is not None:
+        log(f"device: {device_label(device)}")
+    return device
+
+
+def device_label(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model and torch's thread count: what a run's speed depends on."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"CUDA GPU {index}, {torch.cuda.get_device_name(index)}"
+    threads = torch.get_num_threads()
+    return f"CPU, {_cpu_model()}, {threads} torch thread{'s' if threads > 1 else ''}"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine() or "unknown model"
 
 
 def seed_everything(seed: int) -> None:

@@ -132,9 +132,9 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
     from .report import validation_lines
     from .training import resolve_device
 
-    device = resolve_device(settings.device)
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device, log=progress.info)
     if len(values) < 2:
         raise LvpcError("the training labels hold only one class; LVPC needs at least two classes to learn")
     stats = {m: sampling.band_statistics(a, m, seed=settings.seed) for m, a in arrays.items()}
@@ -271,6 +271,7 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
     import torch
 
     from . import raster_io
+    from .compatibility import ModelLayers
     from .model_file import load_model
     from .predict import ScenePredictor, classify_scene
     from .training import resolve_device
@@ -284,12 +285,13 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
                             else []})
     if threads:
         torch.set_num_threads(threads)
-    model, info = load_model(model_path, resolve_device(device))
-    available = _check_modalities(model, modalities, fill)
+    model, info = load_model(model_path, resolve_device(device, log=progress.info))
+    expects = ModelLayers.of_model(model)
+    available = expects.available(modalities, fill)
     started = time.perf_counter()
     ordered = {m: modalities[m] for m in model.cfg.modalities if m in modalities}
     with raster_io.gdal_cache_limit(), raster_io.AlignedStack(ordered, extent=extent, log=progress.info) as stack:
-        _check_bands(model, stack)
+        expects.check_bands(stack.bands)
         grid = stack.grid
         mask_reader = raster_io.read_mask(mask, grid) if mask else None
         progress.info(f"classifying {grid.width} x {grid.height} pixels with {', '.join(available)}"
@@ -314,42 +316,24 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
     return summary
 
 
-def _check_modalities(model, modalities: dict[str, str], fill: str) -> tuple[str, ...]:
-    unknown = [m for m in modalities if m not in model.cfg.modalities]
-    if unknown:
-        raise LvpcError(f"the model was trained on {', '.join(model.cfg.modalities)}; it has no "
-                        f"{', '.join(unknown)} layer: leave {', '.join(u.upper() for u in unknown)} empty")
-    if not modalities:
-        raise LvpcError(f"give at least one layer of {', '.join(m.upper() for m in model.cfg.modalities)}")
-    available = model.ordered(modalities)
-    if fill == "prompts" and len(available) < len(model.cfg.modalities):
-        model.compensator(available, next(m for m in model.cfg.modalities if m not in available))
-    return available
-
-
-def _check_bands(model, stack) -> None:
-    for m, n in stack.bands.items():
-        if n != model.cfg.bands[m]:
-            raise LvpcError(f"layer {m.upper()} has {n} bands but the model was trained with {model.cfg.bands[m]} "
-                            f"bands for {m.upper()}: give the same kind of image as in training")
-
-
 def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource, *, fill: str = "prompts",
              device: str = "auto", json_path: str | None = None, html_path: str | None = None,
              progress: Progress | None = None) -> dict:
     """Accuracy of a model on reference labels, with the given subset of modalities; optionally as JSON and HTML."""
     from . import raster_io, report
+    from .compatibility import ModelLayers
     from .model_file import load_model
     from .training import resolve_device
 
     progress = progress or SilentProgress()
     check_outputs({"OUTPUT_JSON": json_path, "OUTPUT_HTML": html_path},
                   {"MODEL": model_path, **_layers(modalities), **reference.inputs()})
-    model, info = load_model(model_path, resolve_device(device))
-    available = _check_modalities(model, modalities, fill)
+    model, info = load_model(model_path, resolve_device(device, log=progress.info))
+    expects = ModelLayers.of_model(model)
+    available = expects.available(modalities, fill)
     ordered = {m: modalities[m] for m in model.cfg.modalities if m in modalities}
     with raster_io.AlignedStack(ordered, log=progress.info) as stack:
-        _check_bands(model, stack)
+        expects.check_bands(stack.bands)
         arrays = stack.read_all()
         grid = stack.grid
     known = dict(zip(info.class_names, info.class_values))
@@ -414,6 +398,7 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
                   out_model: str, *, settings=None, progress: Progress | None = None) -> dict:
     """Adds (or retrains) the prompts of one absence case; nothing else in the model changes."""
     from . import raster_io, sampling
+    from .compatibility import ModelLayers
     from .model_file import load_model, save_model
     from .training import TrainSettings, resolve_device, seed_everything, train_stage2
 
@@ -423,7 +408,7 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
     # the one output that may be an input: a model updated in place, as the user asked by naming it twice
     check_outputs({"OUTPUT_MODEL": out_model}, {"MODEL": model_path, **_layers(modalities), **labels.inputs()},
                   replaceable={"MODEL"})
-    model, info = load_model(model_path, resolve_device(settings.device))
+    model, info = load_model(model_path, resolve_device(settings.device, log=progress.info))
     missing = [m for m in model.cfg.modalities if m not in modalities]
     if missing:
         raise LvpcError(f"learning prompts needs every modality of the model present, to learn what to rebuild: "
@@ -433,7 +418,7 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
         raise LvpcError(f"AVAILABLE must name one to {len(model.cfg.modalities) - 1} of the model's modalities "
                         f"({', '.join(model.cfg.modalities)}), got {', '.join(available) or 'none'}")
     with raster_io.AlignedStack({m: modalities[m] for m in model.cfg.modalities}, log=progress.info) as stack:
-        _check_bands(model, stack)
+        ModelLayers.of_model(model).check_bands(stack.bands)
         arrays = stack.read_all()
         grid = stack.grid
     label_image, values, _ = _labels_on_grid(labels, grid, progress.info, dict(zip(info.class_names, info.class_values))

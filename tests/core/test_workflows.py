@@ -1,9 +1,10 @@
 """The engine's jobs end to end on small synthetic GeoTIFFs: train -> classify -> evaluate -> learn prompts."""
 import json
+import pathlib
 
 import numpy as np
-import torch
 import pytest
+import torch
 from osgeo import gdal
 
 from lvpcnet_core import workflows
@@ -55,6 +56,22 @@ def test_train_validates_on_separate_areas_and_logs_it(training_run):
     assert "spatially separate from training" in log
     oa = report["validation"]["lidar|prompts"]
     assert f"validation OA {oa:.1f} % with lidar [hs from learned prompts], {report['n_val']} pixels in " in log
+
+
+def test_runs_log_the_device_they_use(training_run, tmp_path):
+    """Speed depends on the CPU model and thread count (or the GPU): every run's log says which it got."""
+    scene, model, _, progress = training_run
+    cpuinfo = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = "CPU, " + next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    assert any(m.startswith(f"device: {cpu}, ") and m.endswith("thread" if torch.get_num_threads() == 1 else "threads")
+               for m in progress.messages)
+    previous = torch.get_num_threads()
+    try:
+        log = SilentProgress()
+        workflows.classify(model, {"lidar": scene.paths["lidar"]}, str(tmp_path / "map.tif"), threads=2, progress=log)
+    finally:
+        torch.set_num_threads(previous)
+    assert f"device: {cpu}, 2 torch threads" in log.messages
 
 
 def test_classify_full_and_each_subset(trained, tmp_path):

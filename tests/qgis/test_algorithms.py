@@ -236,6 +236,33 @@ def test_cancelled_classify_and_train_leave_no_output(lvpc_plugin, trained, scen
     assert list(tmp_path.iterdir()) == []
 
 
+def test_layers_are_checked_against_the_model_before_the_run(lvpc_plugin, trained, scene: Scene,
+                                                            tmp_path: Path) -> None:
+    """The dialog refuses a wrong layer at once, with the engine's message, before anything loads or runs."""
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingException
+
+    def check(algorithm: str, **parameters) -> tuple[bool, str]:
+        alg = QgsApplication.processingRegistry().createAlgorithmById(algorithm)
+        return alg.checkParameterValues({"MODEL": str(trained[0]), **parameters}, QgsProcessingContext())
+
+    out = {"OUTPUT": str(tmp_path / "map.tif")}
+    assert check("lvpc:classify", HS=str(scene.hs), LIDAR=str(scene.lidar), **out)[0]
+    assert check("lvpc:classify", LIDAR=str(scene.lidar), **out)[0]
+    bands = gdal.Open(str(scene.hs)).RasterCount
+    assert check("lvpc:classify", HS=str(scene.lidar), **out) == (
+        False, f"layer HS has 1 bands but the model was trained with {bands} bands for HS: give the same kind of "
+               "image as in training")
+    assert check("lvpc:evaluate", LIDAR=str(scene.lidar), SAR=str(scene.lidar), LABELS=str(scene.labels),
+                 OUTPUT_HTML=str(tmp_path / "a.html")) == (
+        False, "the model was trained on hs, lidar; it has no sar layer: leave SAR empty")
+    ok, message = check("lvpc:learnprompts", HS=str(scene.hs), LIDAR=str(scene.hs), LABELS=str(scene.labels),
+                        AVAILABLE=[1], OUTPUT_MODEL=str(tmp_path / "m.lvpc"))
+    assert not ok and message.startswith(f"layer LIDAR has {bands} bands but the model was trained with 1")
+    with pytest.raises(QgsProcessingException, match="layer HS has 1 bands"):
+        run("lvpc:classify", {"MODEL": str(trained[0]), "HS": str(scene.lidar), "DEVICE": 1, **out})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_refuses_a_raster_that_is_not_a_file(lvpc_plugin, trained, tmp_path: Path) -> None:
     from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer
 
