@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,18 +23,11 @@ def machine() -> dict:
     """What the figures were measured on, including how busy the machine was."""
     import torch
 
-    return {"cpu": _cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+    from lvpcnet_core.training import cpu_model
+
+    return {"cpu": cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "load_average": os.getloadavg(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-
-
-def _cpu_model() -> str:
-    """The CPU's model name: figures on an AVX2 EPYC and on an AVX-512 Xeon differ by 2-3x (docs/performance.md)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def best_of(fn: Callable[[], object], repeats: int = 3, clock: Callable[[], float] = time.perf_counter) -> float:

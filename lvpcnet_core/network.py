@@ -114,11 +114,12 @@ class LVPCNet(nn.Module):
         return shared, specific
 
     def compensator(self, available: tuple[str, ...], missing: str) -> Compensator:
-        key = case_key(self.ordered(available), missing)
+        available = self.ordered(available)
+        key = case_key(available, missing)
         if key not in self.compensators:
             from .compatibility import no_prompts
 
-            raise no_prompts(self.ordered(available), missing)
+            raise no_prompts(available, missing)
         return self.compensators[key]
 
     def forward(self, x: dict[str, torch.Tensor], available: tuple[str, ...] | None = None,

@@ -95,18 +95,16 @@ def device_label(device: torch.device) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"CUDA GPU {index}, {torch.cuda.get_device_name(index)}"
     threads = torch.get_num_threads()
-    return f"CPU, {_cpu_model()}, {threads} torch thread{'s' if threads > 1 else ''}"
+    return f"CPU, {cpu_model()}, {threads} torch thread{'s' if threads > 1 else ''}"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name: figures on an AVX2 EPYC and on an AVX-512 Xeon differ by 2-3x (docs/performance.md)."""
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:  # not Linux
-        pass
-    return platform.processor() or platform.machine() or "unknown model"
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def seed_everything(seed: int) -> None:

@@ -289,7 +289,7 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
     expects = ModelLayers.of_model(model)
     available = expects.available(modalities, fill)
     started = time.perf_counter()
-    ordered = {m: modalities[m] for m in model.cfg.modalities if m in modalities}
+    ordered = {m: modalities[m] for m in available}
     with raster_io.gdal_cache_limit(), raster_io.AlignedStack(ordered, extent=extent, log=progress.info) as stack:
         expects.check_bands(stack.bands)
         grid = stack.grid
@@ -331,7 +331,7 @@ def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource
     model, info = load_model(model_path, resolve_device(device, log=progress.info))
     expects = ModelLayers.of_model(model)
     available = expects.available(modalities, fill)
-    ordered = {m: modalities[m] for m in model.cfg.modalities if m in modalities}
+    ordered = {m: modalities[m] for m in available}
     with raster_io.AlignedStack(ordered, log=progress.info) as stack:
         expects.check_bands(stack.bands)
         arrays = stack.read_all()
