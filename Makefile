@@ -8,7 +8,7 @@ STAMP := $(VENV)/.lvpc-requirements-installed
 PROFILE ?= default
 PLUGINS_DIR := $(HOME)/.local/share/QGIS/QGIS3/profiles/$(PROFILE)/python/plugins
 
-.PHONY: setup system test demo package deploy
+.PHONY: setup system test demo package deploy docs
 
 # Idempotent; fast when done: the system check reads dpkg's records and pip runs only when requirements.txt changed.
 setup: system $(STAMP)
@@ -31,6 +31,11 @@ test: setup
 
 demo: setup
 	sh scripts/demo.sh
+
+# The algorithm reference (docs/algorithms.html, what each dialog's Help button opens) and the dialog screenshots,
+# made in the real QGIS desktop under Xvfb; rerun after changing a help text (a test compares the committed page).
+docs: setup
+	$(PYTHON) scripts/algorithm_docs.py --out docs
 
 DIST ?= dist
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-
+from pathlib import Path
 from typing import Any, Iterator
 
 from qgis.core import (
@@ -27,6 +27,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
 )
+from qgis.PyQt.QtCore import QUrl
 
 from ..deps import PIP_NAMES, install_hint, missing_modules
 
@@ -36,6 +37,8 @@ MODALITIES = {"hs": ("HS", "Hyperspectral image (HS)"), "lidar": ("LIDAR", "LiDA
 DEVICES = ["auto", "cpu", "cuda"]
 FILLS = ["prompts", "zeros"]
 FILL_LABELS = ["Learned prompts (LVPCnet)", "Zero-filled (ablation: no compensation)"]
+# The algorithm reference written by scripts/algorithm_docs.py, shipped in the plugin zip: help works offline.
+DOCS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "algorithms.html"
 
 
 def number(name: str, label: str, key: str, default: float) -> QgsProcessingParameterNumber:
@@ -176,6 +179,12 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
         items = "".join(f"<dt><b>{label}</b></dt><dd>{text}</dd>" for label, text in self._help)
         return f"<p>{self.SUMMARY}</p><dl>{items}</dl>"
+
+    def helpUrl(self) -> str:  # noqa: N802 (QGIS API)
+        """This algorithm's section of the bundled reference page (the dialog's Help button opens it)."""
+        url = QUrl.fromLocalFile(str(DOCS_PAGE))
+        url.setFragment(self.NAME)
+        return url.toString()
 
     def checkParameterValues(self, parameters: dict[str, Any], context: QgsProcessingContext  # noqa: N802 (QGIS API)
                              ) -> tuple[bool, str]:
