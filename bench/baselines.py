@@ -45,9 +45,10 @@ class Pixels:
 
     def windows(self, size: int, part: slice = slice(None)) -> np.ndarray:
         """(N, bands of every modality, size, size): LVPC's standardised windows, modalities stacked in order."""
+        from lvpcnet_core.raster_io import ArrayStack
         from lvpcnet_core.sampling import make_samples_at
 
-        samples = make_samples_at(self.arrays, self.rows[part], self.cols[part], self.labels[part], size, self.stats)
+        samples = make_samples_at(ArrayStack(self.arrays), self.rows[part], self.cols[part], self.labels[part], size, self.stats)
         return np.concatenate(list(samples.windows.values()), axis=1)
 
     def chunks(self) -> list[slice]:

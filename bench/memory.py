@@ -1,9 +1,12 @@
-"""Benchmark 2: peak resident memory of `python -m lvpcnet_core classify` on 1, 4 and 16 megapixel scenes.
+"""Benchmark 2: peak resident memory of `python -m lvpcnet_core classify`, `train` and `evaluate` on 1, 4 and 16
+megapixel scenes.
 
 Scenes of 144 HS bands (Int16, reflectance x 10000, tiled, pixel-interleaved) + 1 LiDAR band (Float32) are
-written block by block with GDAL, so generating them needs no scene-sized array. The model is trained for 2
-epochs on a 64 x 64 scene of the same kind. Each classification runs as a child process; its peak RSS is the
-maximum resident set size GNU time (/usr/bin/time) reports. Scenes are deleted afterwards.
+written block by block with GDAL, so generating them needs no scene-sized array, with two label rasters of
+SPARSE_PIXELS labelled pixels each in separate squares spread over the scene (training and reference). The model
+that classifies and evaluates is trained for 2 epochs on a 64 x 64 scene of the same kind; `train` runs one epoch
+per stage on the scene itself. Each job runs as a child process; its peak RSS is the maximum resident set size
+GNU time (/usr/bin/time) reports. Scenes are deleted afterwards.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ import numpy as np
 from bench.common import ROOT, fit, machine, save, table
 
 HS_BANDS, TILE = 144, 256
+SPARSE_PIXELS, SQUARE = 2000, 10   # labelled pixels per label raster, in squares of this side
+JOBS = ("classify", "train", "evaluate")
 # Architectures: the default one, and a light one that makes the 16 MP run take minutes instead of an hour
 # (block arrays and token maps, not the weights, decide the memory).
 MODELS = {"default": {}, "light": {"patch_size": 5, "token_grid": 1, "width": 16, "depth": 1}}
@@ -64,6 +69,28 @@ def write_scene(folder: Path, size: int, n_classes: int = 5, seed: int = 0) -> t
     return paths, label_path
 
 
+def write_sparse_labels(path: Path, size: int, shift: int, n_classes: int = 5) -> str:
+    """A label raster of `size` with SPARSE_PIXELS labelled pixels in SQUARE-side squares on an even grid over the
+    scene (`shift` squares along the grid, so two such rasters do not overlap), classes in turn, 0 elsewhere."""
+    from osgeo import gdal
+
+    from lvpcnet_core.synthetic import EPSG_32633
+
+    squares = SPARSE_PIXELS // SQUARE**2
+    per_side = int(np.ceil(squares**0.5))
+    step = size // per_side
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 1, gdal.GDT_Byte, ["TILED=YES", "COMPRESS=DEFLATE"])
+    ds.SetGeoTransform((500000.0, 1.0, 0.0, 5100000.0, 0.0, -1.0))
+    ds.SetProjection(EPSG_32633)
+    band = ds.GetRasterBand(1)
+    for k in range(squares):
+        i, j = divmod(k, per_side)
+        y, x = i * step + shift * SQUARE * 2, j * step + step // 2
+        band.WriteArray(np.full((SQUARE, SQUARE), 1 + k % n_classes, np.uint8), x, y)
+    ds.FlushCache()
+    return str(path)
+
+
 def train_model(folder: Path, architecture: dict) -> str:
     from lvpcnet_core import raster_io
     from lvpcnet_core.model_file import ModelInfo, save_model
@@ -101,6 +128,9 @@ def main() -> None:
     parser.add_argument("--megapixels", type=float, nargs="+", default=[0.25, 1, 4, 16])
     parser.add_argument("--models", nargs="+", default=["default:0.25", "light:0.25,1,4,16"],
                         help="ARCH:MP,MP... which architecture classifies which scene sizes")
+    parser.add_argument("--jobs", nargs="+", choices=JOBS, default=list(JOBS),
+                        help="which commands to measure; classify follows --models, train and evaluate use the "
+                             "default architecture")
     parser.add_argument("--gdal-cachemax", help="GDAL_CACHEMAX for classify (e.g. 128 = MB); default GDAL's, 5 %% of RAM")
     parser.add_argument("--out", default="memory", help="name of the JSON file under bench/results")
     parser.add_argument("--tmp", default=tempfile.gettempdir(), help="folder for the generated scenes")
@@ -110,7 +140,8 @@ def main() -> None:
     rows = []
     work = Path(tempfile.mkdtemp(prefix="lvpc-memory-", dir=args.tmp))
     try:
-        models = {arch: train_model(work / f"train-{arch}", MODELS[arch]) for arch in plan}
+        needed = (set(plan) if "classify" in args.jobs else set()) | ({"default"} if "evaluate" in args.jobs else set())
+        models = {arch: train_model(work / f"train-{arch}", MODELS[arch]) for arch in needed}
         for mp in args.megapixels:
             needed = mp * 2**20 * (2 * HS_BANDS + 4 + 1 + 1 + 4) * 1.1
             free = shutil.disk_usage(work).free
@@ -122,27 +153,35 @@ def main() -> None:
             paths, _ = write_scene(work / f"scene{tag}", size)
             print(f"{tag} MP scene written in {time.perf_counter() - started:.0f} s "
                   f"({sum(os.path.getsize(p) for p in paths.values()) / 2**30:.2f} GiB)", flush=True)
-            for arch, sizes in plan.items():
-                if mp not in sizes:
-                    continue
-                out = work / f"scene{tag}" / f"map-{arch}.tif"
-                rss, seconds = peak_rss([sys.executable, "-m", "lvpcnet_core", "classify", "--model", models[arch],
-                                         "-m", f"hs={paths['hs']}", "-m", f"lidar={paths['lidar']}",
-                                         "--out", str(out), "--confidence", str(out.with_suffix(".conf.tif")),
-                                         "--device", "cpu", "--threads", "1"],
-                                        {"GDAL_CACHEMAX": args.gdal_cachemax} if args.gdal_cachemax else None)
-                rows.append({"scene": f"{size} x {size} ({tag} MP)", "model": arch, "GDAL_CACHEMAX": args.gdal_cachemax or "default",
-                             "peak RSS MiB": rss,
-                             "seconds": seconds, "pixels/s": size * size / seconds,
+            layers = ["-m", f"hs={paths['hs']}", "-m", f"lidar={paths['lidar']}"]
+            runs = [("classify", arch, ["classify", "--model", models[arch], *layers, "--out", str(work / f"scene{tag}" / f"map-{arch}.tif"),
+                                        "--confidence", str(work / f"scene{tag}" / f"map-{arch}.conf.tif")])
+                    for arch, sizes in plan.items() if mp in sizes and "classify" in args.jobs]
+            if "train" in args.jobs:
+                labels = write_sparse_labels(work / f"scene{tag}" / "train.tif", size, 0)
+                runs.append(("train", "default", ["train", *layers, "--labels", labels, "--epochs-stage1", "1",
+                                                  "--epochs-stage2", "1", "--patience", "0", "--no-refit",
+                                                  "--text-encoder", "minilm", "--out", str(work / f"scene{tag}" / "m.lvpc")]))
+            if "evaluate" in args.jobs:
+                reference = write_sparse_labels(work / f"scene{tag}" / "test.tif", size, 1)
+                runs.append(("evaluate", "default", ["evaluate", "--model", models["default"], *layers,
+                                                     "--labels", reference, "--json", str(work / f"scene{tag}" / "acc.json")]))
+            for job, arch, command in runs:
+                threads = [] if job == "evaluate" else ["--threads", "1"]  # evaluate has no --threads: OMP_NUM_THREADS
+                env = {"OMP_NUM_THREADS": "1", **({"GDAL_CACHEMAX": args.gdal_cachemax} if args.gdal_cachemax else {})}
+                rss, seconds = peak_rss([sys.executable, "-m", "lvpcnet_core", *command, "--device", "cpu", *threads], env)
+                rows.append({"job": job, "scene": f"{size} x {size} ({tag} MP)", "model": arch,
+                             "GDAL_CACHEMAX": args.gdal_cachemax or "default", "peak RSS MiB": rss,
+                             "seconds": seconds, "pixels/s": size * size / seconds if job == "classify" else None,
                              "load": round(os.getloadavg()[0], 1)})
                 print(rows[-1], flush=True)
                 save(args.out, {"machine": machine(), "models": MODELS, "rows": rows})
             shutil.rmtree(work / f"scene{tag}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    table(rows, ["scene", "model", "GDAL_CACHEMAX", "peak RSS MiB", "seconds", "pixels/s", "load"],
-          f"Peak RSS of `python -m lvpcnet_core classify --threads 1` (144 HS bands Int16 + 1 LiDAR band), "
-          f"models {MODELS}")
+    table(rows, ["job", "scene", "model", "GDAL_CACHEMAX", "peak RSS MiB", "seconds", "pixels/s", "load"],
+          f"Peak RSS of `python -m lvpcnet_core <job> --threads 1` (144 HS bands Int16 + 1 LiDAR band; train and "
+          f"evaluate on {SPARSE_PIXELS} labelled pixels), models {MODELS}")
 
 
 if __name__ == "__main__":

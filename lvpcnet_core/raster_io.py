@@ -411,6 +411,11 @@ class AlignedStack:
         layer = self._layers[name]
         return _padded(layer.read, layer.bands, self.grid.width, self.grid.height, xoff, yoff, xsize, ysize)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) of the grid."""
+        return self.grid.height, self.grid.width
+
     def read_all(self) -> dict[str, np.ndarray]:
         return {name: self.read(name, 0, 0, self.grid.width, self.grid.height) for name in self._layers}
 
@@ -425,6 +430,36 @@ class AlignedStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ArrayStack:
+    """In-memory co-registered arrays (bands, rows, cols; NaN = nodata) with AlignedStack's reading interface, so
+    training and evaluation take benchmark arrays (.mat, .npy) and raster files alike."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        shapes = {a.shape[1:] for a in arrays.values()}
+        if len(shapes) != 1:
+            raise ValueError(f"arrays on different grids: {shapes}")
+        self.arrays = arrays
+        self.bands = {name: int(a.shape[0]) for name, a in arrays.items()}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.arrays)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return next(iter(self.arrays.values())).shape[1:]
+
+    def read(self, name: str, xoff: int, yoff: int, xsize: int, ysize: int) -> np.ndarray:
+        array = self.arrays[name]
+        return _padded(lambda x, y, w, h: array[:, y:y + h, x:x + w], array.shape[0], array.shape[2], array.shape[1],
+                       xoff, yoff, xsize, ysize)
+
+
+def as_stack(layers: AlignedStack | ArrayStack | dict[str, np.ndarray]) -> AlignedStack | ArrayStack:
+    """A stack as it is, or in-memory arrays wrapped as one."""
+    return layers if isinstance(layers, (AlignedStack, ArrayStack)) else ArrayStack(layers)
 
 
 def _check_distinct_files(sources: dict[str, str]) -> None:

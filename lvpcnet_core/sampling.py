@@ -1,17 +1,38 @@
 """Training samples: w x w windows around labelled pixels, normalisation statistics, the validation split.
 
-Arrays are float32 (bands, rows, cols) with NaN for nodata, as `raster_io` returns them. A pixel whose
-centre is nodata in a layer has that modality missing; nodata inside a window is filled with the band
-mean (0 after normalisation), and windows reaching outside the scene are padded the same way.
+Layers are read from a stack (`raster_io.AlignedStack` on files, `raster_io.ArrayStack` on arrays), float32
+(bands, rows, cols) with NaN for nodata, only where they are needed: the tiles holding labelled pixels, with a
+halo of half a window, and a bounded sample of the scene for the statistics. Memory follows the labelled pixels,
+not the scene. A pixel whose centre is nodata in a layer has that modality missing; nodata inside a window is
+filled with the band mean (0 after normalisation), and windows reaching outside the scene are padded the same way.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy import ndimage
 
 from .progress import LvpcError
+
+TILE = 256              # windows are cut from tiles of this side (plus halo) read one at a time
+STATS_VALUES = 2**25    # float32 values read for a layer's statistics: the whole layer below this, else a sample
+STATS_WINDOW = 64       # side of the windows of that sample, spread evenly over the scene
+
+
+class Stack(Protocol):
+    """Co-registered layers read window by window (raster_io.AlignedStack and ArrayStack)."""
+
+    bands: dict[str, int]
+
+    @property
+    def names(self) -> list[str]: ...
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    def read(self, name: str, xoff: int, yoff: int, xsize: int, ysize: int) -> np.ndarray: ...
 
 
 def band_statistics(array: np.ndarray, name: str, max_pixels: int = 2_000_000, seed: int = 0
@@ -27,6 +48,24 @@ def band_statistics(array: np.ndarray, name: str, max_pixels: int = 2_000_000, s
     values = flat[:, columns].astype(np.float64)
     std = values.std(1)
     return values.mean(1).astype(np.float32), np.where(std > 1e-12, std, 1.0).astype(np.float32)
+
+
+def scene_statistics(stack: Stack, name: str, max_pixels: int = 2_000_000, seed: int = 0,
+                     max_values: int = STATS_VALUES) -> tuple[np.ndarray, np.ndarray]:
+    """`band_statistics` of a layer of the stack: the whole layer when it holds at most `max_values` values, else
+    of STATS_WINDOW-square windows centred on an even grid over the scene, at most `max_values` values in all."""
+    rows, cols = stack.shape
+    bands = stack.bands[name]
+    if rows * cols * bands <= max_values:
+        return band_statistics(stack.read(name, 0, 0, cols, rows), name, max_pixels, seed)
+    side = STATS_WINDOW
+    count = max(1, max_values // (bands * side * side))
+    across = max(1, round((count * cols / rows) ** 0.5))
+    down = max(1, count // across)
+    centres = [(int((i + 0.5) * rows / down), int((j + 0.5) * cols / across)) for i in range(down) for j in range(across)]
+    sample = np.concatenate([stack.read(name, c - side // 2, r - side // 2, side, side).reshape(bands, -1)
+                             for r, c in centres], axis=1)
+    return band_statistics(sample[:, None, :], name, max_pixels, seed)
 
 
 def centre_valid(array: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -83,19 +122,36 @@ def labelled_pixels(labels: np.ndarray, class_values: list[int], max_per_class: 
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(index)
 
 
-def make_samples(arrays: dict[str, np.ndarray], labels: np.ndarray, class_values: list[int], size: int,
+def make_samples(stack: Stack, labels: np.ndarray, class_values: list[int], size: int,
                  stats: dict[str, tuple[np.ndarray, np.ndarray]], max_per_class: int | None = None,
                  seed: int = 0) -> Samples:
     rows, cols, index = labelled_pixels(labels, class_values, max_per_class, seed)
-    return make_samples_at(arrays, rows, cols, index, size, stats)
+    return make_samples_at(stack, rows, cols, index, size, stats)
 
 
-def make_samples_at(arrays: dict[str, np.ndarray], rows: np.ndarray, cols: np.ndarray, index: np.ndarray, size: int,
+def make_samples_at(stack: Stack, rows: np.ndarray, cols: np.ndarray, index: np.ndarray, size: int,
                     stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> Samples:
-    """Samples at given pixels with given class indices."""
-    windows = {m: extract_windows(a, rows, cols, size, *stats[m]) for m, a in arrays.items()}
-    available = np.stack([centre_valid(a, rows, cols) for a in arrays.values()], axis=1)
+    """Samples at given pixels with given class indices, read tile by tile: each TILE-square tile that holds
+    some of the pixels is read once per modality with a halo of half a window, and their windows cut from it."""
+    windows = {m: np.empty((len(rows), stack.bands[m], size, size), np.float32) for m in stack.names}
+    available = np.zeros((len(rows), len(stack.names)), bool)
+    half = size // 2
+    tiles = (rows // TILE) * (stack.shape[1] // TILE + 1) + cols // TILE
+    order = np.argsort(tiles, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(tiles[order]) != 0]) if len(rows) else np.array([], int)
+    for idx in np.split(order, starts[1:]) if len(rows) else []:
+        y0, x0 = rows[idx[0]] // TILE * TILE - half, cols[idx[0]] // TILE * TILE - half
+        r, c = rows[idx] - y0, cols[idx] - x0
+        for i, m in enumerate(stack.names):
+            chunk = stack.read(m, int(x0), int(y0), TILE + 2 * half, TILE + 2 * half)
+            windows[m][idx] = extract_windows(chunk, r, c, size, *stats[m])
+            available[idx, i] = centre_valid(chunk, r, c)
     return Samples(windows, index, rows, cols, available)
+
+
+def tile_order(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """An order of the pixels that keeps each tile's pixels together, so chunks of it read few tiles."""
+    return np.lexsort((cols, rows, cols // TILE, rows // TILE))
 
 
 @dataclass

@@ -92,20 +92,19 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
                   {**_layers(modalities), **labels.inputs(), "DESCRIPTIONS": descriptions})
     resolve_device(settings.device)
     started = time.perf_counter()
-    with raster_io.AlignedStack(modalities, log=progress.info) as stack:
-        arrays = stack.read_all()
+    with raster_io.gdal_cache_limit(), raster_io.AlignedStack(modalities, log=progress.info) as stack:
         grid = stack.grid
-    label_image, values, names = _labels_on_grid(labels, grid, progress.info)
-    names = [class_names.get(v, n) for v, n in zip(values, names)] if class_names else names
-    palette = raster_io.default_colors(len(values))
-    palette = [tuple(colors.get(v, c)) for v, c in zip(values, palette)] if colors else palette
-    order = list(modalities)
-    table = (language.DescriptionTable.load(descriptions) if descriptions
-             else language.build_descriptions(names, order, log=progress.info))
-    table = table.validate(names, order)
-    # the v1 ablation (no language) must not depend on a text encoder in any way: none is loaded
-    encoder = text_encoders.load_text_encoder(text_encoder, log=progress.info) if settings.language else None
-    model, report = fit_arrays(arrays, label_image, values, names, table, encoder, settings, progress)
+        label_image, values, names = _labels_on_grid(labels, grid, progress.info)
+        names = [class_names.get(v, n) for v, n in zip(values, names)] if class_names else names
+        palette = raster_io.default_colors(len(values))
+        palette = [tuple(colors.get(v, c)) for v, c in zip(values, palette)] if colors else palette
+        order = list(modalities)
+        table = (language.DescriptionTable.load(descriptions) if descriptions
+                 else language.build_descriptions(names, order, log=progress.info))
+        table = table.validate(names, order)
+        # the v1 ablation (no language) must not depend on a text encoder in any way: none is loaded
+        encoder = text_encoders.load_text_encoder(text_encoder, log=progress.info) if settings.language else None
+        model, report = fit_arrays(stack, label_image, values, names, table, encoder, settings, progress)
     report.update(seconds=time.perf_counter() - started, grid={"width": grid.width, "height": grid.height})
     info = ModelInfo(values, names, palette, table.to_dict(), report["text_encoder"], report)
     save_model(out_model, model, info)
@@ -117,16 +116,17 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     return report
 
 
-def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: list[int], names: list[str], table,
+def fit_arrays(layers, label_image: np.ndarray, values: list[int], names: list[str], table,
                encoder, settings, progress: Progress):
-    """Samples -> trained LVPCNet (stage 1, then every absence case) from in-memory, co-registered arrays.
+    """Samples -> trained LVPCNet (stage 1, then every absence case) from co-registered layers: a raster stack
+    (read only around the labelled pixels) or in-memory arrays.
 
-    The file-free core of `train`, also used by the benchmarks on datasets that come as arrays (.mat, .npy).
+    The core of `train`, also used by the benchmarks on datasets that come as arrays (.mat, .npy).
     One modality is allowed here (the single-modality baselines); it then has no absence cases.
     """
     import torch
 
-    from . import sampling, text_encoders
+    from . import raster_io, sampling, text_encoders
     from .encoders import ModelConfig
     from .network import PROTOTYPE_DIM, absence_cases
     from .report import validation_lines
@@ -137,8 +137,9 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
     device = resolve_device(settings.device, log=progress.info)
     if len(values) < 2:
         raise LvpcError("the training labels hold only one class; LVPC needs at least two classes to learn")
-    stats = {m: sampling.band_statistics(a, m, seed=settings.seed) for m, a in arrays.items()}
-    samples = sampling.make_samples(arrays, label_image, values, settings.patch_size, stats,
+    stack = raster_io.as_stack(layers)
+    stats = {m: sampling.scene_statistics(stack, m, seed=settings.seed) for m in stack.names}
+    samples = sampling.make_samples(stack, label_image, values, settings.patch_size, stats,
                                     settings.max_samples_per_class, settings.seed)
     complete = samples.available.all(1)
     if not complete.any():
@@ -152,13 +153,13 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
         if count == 0:
             raise LvpcError(f"class '{name}' has no labelled pixel with data in every layer; remove it or add ROIs for it")
     train_set, val_set, split = _split(samples, label_image, values, names, settings.patch_size, settings, progress)
-    order = list(arrays)
+    order = stack.names
     if (encoder is None) == settings.language:
         raise ValueError("a text encoder is needed exactly when training with language priors")
     texts = text_encoders.encode_descriptions(table, encoder) if encoder is not None else None
     check_cancel(progress)
 
-    cfg = ModelConfig(modalities=order, bands={m: int(a.shape[0]) for m, a in arrays.items()}, n_classes=len(values),
+    cfg = ModelConfig(modalities=order, bands=dict(stack.bands), n_classes=len(values),
                       text_dim=encoder.dim if encoder is not None else PROTOTYPE_DIM, patch_size=settings.patch_size,
                       token_grid=settings.token_grid, stem_depth=settings.stem_depth,
                       width=settings.width, depth=settings.depth, heads=settings.heads,
@@ -332,19 +333,18 @@ def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource
     expects = ModelLayers.of_model(model)
     available = expects.available(modalities, fill)
     ordered = {m: modalities[m] for m in available}
-    with raster_io.AlignedStack(ordered, log=progress.info) as stack:
+    with raster_io.gdal_cache_limit(), raster_io.AlignedStack(ordered, log=progress.info) as stack:
         expects.check_bands(stack.bands)
-        arrays = stack.read_all()
-        grid = stack.grid
-    known = dict(zip(info.class_names, info.class_values))
-    label_image, values, _ = _labels_on_grid(reference, grid, progress.info, known if reference.vector else None)
-    foreign = sorted(set(values) - set(info.class_values))
-    if foreign:
-        progress.info(f"reference classes {foreign} are not classes of the model and are ignored")
-    absent = [n for n, v in zip(info.class_names, info.class_values) if v not in values]
-    if absent:
-        progress.info(f"the reference has no pixel of the model's classes {absent}")
-    result = evaluate_arrays(model, info.class_values, info.class_names, arrays, label_image, fill, progress)
+        known = dict(zip(info.class_names, info.class_values))
+        label_image, values, _ = _labels_on_grid(reference, stack.grid, progress.info,
+                                                 known if reference.vector else None)
+        foreign = sorted(set(values) - set(info.class_values))
+        if foreign:
+            progress.info(f"reference classes {foreign} are not classes of the model and are ignored")
+        absent = [n for n, v in zip(info.class_names, info.class_values) if v not in values]
+        if absent:
+            progress.info(f"the reference has no pixel of the model's classes {absent}")
+        result = evaluate_arrays(model, info.class_values, info.class_names, stack, label_image, fill, progress)
     progress.info(f"OA {result['oa']:.2f} %, AA {result['aa']:.2f} %, kappa {result['kappa']:.2f} "
                   f"on {result['n']} reference pixels with {', '.join(available)}")
     if json_path:
@@ -354,27 +354,30 @@ def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource
     return result
 
 
-def evaluate_arrays(model, class_values: list[int], class_names: list[str], arrays: dict[str, np.ndarray],
-                    label_image: np.ndarray, fill: str = "prompts", progress: Progress | None = None,
-                    chunk: int = 20000) -> dict:
-    """Metrics at the labelled pixels of in-memory arrays; each pixel uses the case of its valid modalities.
+def evaluate_arrays(model, class_values: list[int], class_names: list[str], layers, label_image: np.ndarray,
+                    fill: str = "prompts", progress: Progress | None = None, chunk: int = 20000) -> dict:
+    """Metrics at the labelled pixels of a raster stack or in-memory arrays; each pixel uses the case of its valid
+    modalities.
 
-    Windows are cut `chunk` pixels at a time, so a reference map of millions of pixels fits in memory."""
+    Windows are cut `chunk` pixels at a time, tile by tile, so a reference map of millions of pixels fits in memory."""
     import torch
 
-    from . import metrics, sampling
+    from . import metrics, raster_io, sampling
     from .training import predict_logits
 
     progress = progress or SilentProgress()
-    stats = {m: model.band_statistics(m) for m in arrays}
+    stack = raster_io.as_stack(layers)
+    stats = {m: model.band_statistics(m) for m in stack.names}
     rows, cols, reference = sampling.labelled_pixels(label_image, class_values, None, 0)
     if len(rows) == 0:
         raise LvpcError("no reference pixel of the model's classes lies inside the layers; check the reference labels")
+    order = sampling.tile_order(rows, cols)
+    rows, cols, reference = rows[order], cols[order], reference[order]
     predicted = np.full(len(rows), -1)
-    names = list(arrays)
+    names = stack.names
     for start in range(0, len(rows), chunk):
         part = slice(start, start + chunk)
-        samples = sampling.make_samples_at(arrays, rows[part], cols[part], reference[part], model.cfg.patch_size, stats)
+        samples = sampling.make_samples_at(stack, rows[part], cols[part], reference[part], model.cfg.patch_size, stats)
         codes = samples.available.astype(np.int64) @ (1 << np.arange(len(names)))
         for code in np.unique(codes):
             if code == 0:
@@ -417,15 +420,15 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
     if not case or len(case) == len(model.cfg.modalities) or len(case) != len(set(available)):
         raise LvpcError(f"AVAILABLE must name one to {len(model.cfg.modalities) - 1} of the model's modalities "
                         f"({', '.join(model.cfg.modalities)}), got {', '.join(available) or 'none'}")
-    with raster_io.AlignedStack({m: modalities[m] for m in model.cfg.modalities}, log=progress.info) as stack:
+    with raster_io.gdal_cache_limit(), raster_io.AlignedStack({m: modalities[m] for m in model.cfg.modalities},
+                                                              log=progress.info) as stack:
         ModelLayers.of_model(model).check_bands(stack.bands)
-        arrays = stack.read_all()
-        grid = stack.grid
-    label_image, values, _ = _labels_on_grid(labels, grid, progress.info, dict(zip(info.class_names, info.class_values))
-                                             if labels.vector else None)
-    stats = {m: model.band_statistics(m) for m in arrays}
-    samples = sampling.make_samples(arrays, label_image, info.class_values, model.cfg.patch_size, stats,
-                                    settings.max_samples_per_class, settings.seed)
+        label_image, values, _ = _labels_on_grid(labels, stack.grid, progress.info,
+                                                 dict(zip(info.class_names, info.class_values))
+                                                 if labels.vector else None)
+        stats = {m: model.band_statistics(m) for m in stack.names}
+        samples = sampling.make_samples(stack, label_image, info.class_values, model.cfg.patch_size, stats,
+                                        settings.max_samples_per_class, settings.seed)
     samples = samples.subset(np.flatnonzero(samples.available.all(1)))
     if len(samples) == 0:
         raise LvpcError("no labelled pixel of the model's classes has data in every layer")

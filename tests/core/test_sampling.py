@@ -3,7 +3,9 @@ import pytest
 from scipy import ndimage
 
 from lvpcnet_core.progress import LvpcError
-from lvpcnet_core.sampling import band_statistics, extract_windows, labelled_pixels, make_samples, spatial_split
+from lvpcnet_core.raster_io import ArrayStack
+from lvpcnet_core.sampling import (TILE, band_statistics, extract_windows, labelled_pixels, make_samples,
+                                   make_samples_at, scene_statistics, spatial_split)
 
 
 def test_windows_are_centred_normalised_and_padded():
@@ -24,7 +26,7 @@ def test_centre_nodata_marks_modality_missing():
     labels = np.zeros((4, 4), int)
     labels[1, 1] = labels[2, 2] = 1
     stats = {m: (np.zeros(a.shape[0], np.float32), np.ones(a.shape[0], np.float32)) for m, a in (("hs", hs), ("lidar", lidar))}
-    s = make_samples({"hs": hs, "lidar": lidar}, labels, [1], 3, stats)
+    s = make_samples(ArrayStack({"hs": hs, "lidar": lidar}), labels, [1], 3, stats)
     assert s.available.tolist() == [[True, False], [True, True]]
 
 
@@ -125,3 +127,52 @@ def test_gap_never_takes_a_class_whole():
     s = spatial_split(image, [1, 2], rows, cols, labels, 0.5, 5, 0)
     assert s.val_pixels[0] == 3 and s.kept_in_gap.tolist() == [3, 0]
     assert (labels[s.train] == 0).sum() == 3 and s.dropped == 0
+
+
+class CountingStack(ArrayStack):
+    """An ArrayStack that counts the values it is asked to read."""
+
+    read_values = 0
+
+    def read(self, name, xoff, yoff, xsize, ysize):
+        self.read_values += self.bands[name] * xsize * ysize
+        return super().read(name, xoff, yoff, xsize, ysize)
+
+
+def test_windows_read_tile_by_tile_equal_those_cut_from_the_whole_scene():
+    rng = np.random.default_rng(0)
+    hs = rng.normal(size=(3, 300, 530)).astype(np.float32)
+    hs[:, 100:140, 250:270] = np.nan
+    lidar = rng.normal(size=(1, 300, 530)).astype(np.float32)
+    # corners, tile edges (255/256, 511/512) and random pixels, in no particular order
+    rows = np.r_[0, 299, 0, 299, 255, 256, 120, rng.integers(0, 300, 40)]
+    cols = np.r_[0, 0, 529, 529, 511, 512, 260, rng.integers(0, 530, 40)]
+    stats = {"hs": (np.full(3, 0.1, np.float32), np.full(3, 2.0, np.float32)),
+             "lidar": (np.zeros(1, np.float32), np.ones(1, np.float32))}
+    stack = CountingStack({"hs": hs, "lidar": lidar})
+    samples = make_samples_at(stack, rows, cols, np.arange(len(rows)), 7, stats)
+    for name, array in (("hs", hs), ("lidar", lidar)):
+        np.testing.assert_array_equal(samples.windows[name], extract_windows(array, rows, cols, 7, *stats[name]))
+    assert samples.available[:, 0].tolist() == np.isfinite(hs[:, rows, cols]).all(0).tolist()
+    assert samples.available[6, 0] == False and samples.available[6, 1] == True  # noqa: E712 (numpy bools)
+
+
+def test_windows_of_a_few_pixels_read_only_their_tiles():
+    hs = np.ones((4, 2000, 2000), np.float32)
+    stack = CountingStack({"hs": hs})
+    stats = {"hs": (np.zeros(4, np.float32), np.ones(4, np.float32))}
+    make_samples_at(stack, np.array([10, 20, 1900]), np.array([10, 30, 1900]), np.zeros(3, int), 11, stats)
+    assert stack.read_values == 2 * 4 * (TILE + 10) ** 2  # two tiles, not the 16 M values of the scene
+
+
+def test_scene_statistics_read_a_bounded_sample_of_a_large_scene():
+    rng = np.random.default_rng(1)
+    hs = (rng.normal(size=(2, 1000, 1500)) * [[[3.0]], [[0.5]]] + [[[10.0]], [[-2.0]]]).astype(np.float32)
+    small = CountingStack({"hs": hs})
+    exact = scene_statistics(small, "hs")  # 3 M values: the whole layer, as band_statistics
+    np.testing.assert_array_equal(exact[0], band_statistics(hs, "hs")[0])
+    large = CountingStack({"hs": hs})
+    mean, std = scene_statistics(large, "hs", max_values=200_000)
+    assert large.read_values <= 200_000
+    np.testing.assert_allclose(mean, [10.0, -2.0], atol=0.1)
+    np.testing.assert_allclose(std, [3.0, 0.5], rtol=0.05)
