@@ -34,6 +34,12 @@ class ModelInfo:
     descriptions: dict
     text_encoder: str
     report: dict = field(default_factory=dict)
+    # What the training labels called each class (a ROI field's values): evaluate and learnprompts match the same
+    # ROI layer by them, while `class_names` may be a style's display labels. None in older models: the names.
+    class_keys: list[str] | None = None
+
+    def keys(self) -> list[str]:
+        return self.class_keys if self.class_keys is not None else self.class_names
 
 
 def save_model(path: str | os.PathLike, model: LVPCNet, info: ModelInfo) -> None:
@@ -47,6 +53,7 @@ def save_model(path: str | os.PathLike, model: LVPCNet, info: ModelInfo) -> None
         "class_values": info.class_values, "class_names": info.class_names,
         "colors": [list(c) for c in info.colors], "descriptions": info.descriptions,
         "text_encoder": info.text_encoder, "report": info.report,
+        **({"class_keys": info.class_keys} if info.class_keys is not None else {}),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_output(path, "OUTPUT_MODEL") as tmp:
@@ -105,10 +112,10 @@ _CONFIG_OPTIONAL = {"stem_depth": 0}
 def _metadata_problem(meta: dict) -> str | None:
     """What is wrong with a model's metadata (None: nothing): every key present, of its type and in its range."""
     top = {"format_version": int, "config": dict, "cases": list, "class_values": list, "class_names": list,
-           "colors": list, "descriptions": dict, "text_encoder": str, "report": dict}
+           "colors": list, "descriptions": dict, "text_encoder": str, "report": dict, "class_keys": list}
     for key, kind in top.items():
         if key not in meta:
-            if key == "report":  # optional: what training measured
+            if key in ("report", "class_keys"):  # optional: what training measured, keys (older models: none)
                 continue
             return f"its metadata has no '{key}'"
         if type(meta[key]) is not kind:
@@ -146,14 +153,16 @@ def _config_problem(config: dict) -> str | None:
 
 def _classes_problem(meta: dict) -> str | None:
     n, values = meta["config"]["n_classes"], meta["class_values"]
-    lists = {"class_values": values, "class_names": meta["class_names"], "colors": meta["colors"]}
+    lists = {"class_values": values, "class_names": meta["class_names"], "colors": meta["colors"],
+             "class_keys": meta.get("class_keys", meta["class_names"])}
     for key, items in lists.items():
         if len(items) != n:
             return f"'{key}' holds {len(items)} entries for {n} classes"
     if any(_BYTE.problem(v) or v == 0 for v in values) or len(set(values)) != n:
         return f"'class_values' {values} are not distinct class codes 1 to 255"
-    if any(type(c) is not str for c in meta["class_names"]):
-        return "'class_names' are not all text"
+    for key in ("class_names", "class_keys"):
+        if any(type(c) is not str for c in lists[key]):
+            return f"'{key}' are not all text"
     if any(type(c) is not list or len(c) != 3 or any(_BYTE.problem(v) for v in c) for c in meta["colors"]):
         return "'colors' are not all [red, green, blue] triples of 0 to 255"
     return None
@@ -211,5 +220,5 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
     except Exception as exc:
         raise _damaged(name, f"its tensors cannot be read ({exc.__class__.__name__})") from None
     info = ModelInfo(meta["class_values"], meta["class_names"], [tuple(c) for c in meta["colors"]],
-                     meta["descriptions"], meta["text_encoder"], meta.get("report", {}))
+                     meta["descriptions"], meta["text_encoder"], meta.get("report", {}), meta.get("class_keys"))
     return model.to(device).eval(), info

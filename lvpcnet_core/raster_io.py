@@ -8,7 +8,6 @@ grid are warped through an in-memory VRT, so only the blocks that are read are e
 from __future__ import annotations
 
 import colorsys
-import functools
 import math
 import os
 import sys
@@ -21,35 +20,8 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from .files import discard, publish, qml_path, stamp, temporary_beside, write_failed
+from .gdal_errors import raising as _raising
 from .progress import LvpcError
-
-
-@contextmanager
-def _gdal_raising() -> Iterator[None]:
-    """GDAL, OGR and OSR raise RuntimeError on errors inside LVPC's own calls only.
-
-    Their exception switch is process-wide: setting it at import would change GDAL's behaviour for every
-    other plugin and script in the QGIS process, so it is set around each call and restored after.
-    """
-    modules = (gdal, ogr, osr)
-    previous = [m.GetUseExceptions() for m in modules]
-    for m in modules:
-        m.UseExceptions()
-    try:
-        yield
-    finally:
-        for m, used in reversed(list(zip(modules, previous))):  # GDAL keeps the handlers as a stack
-            if not used:
-                m.DontUseExceptions()
-
-
-def _raising(function: Callable) -> Callable:
-    """Runs `function` inside `_gdal_raising`: every entry point of this module that reaches GDAL."""
-    @functools.wraps(function)
-    def call(*args, **kwargs):
-        with _gdal_raising():
-            return function(*args, **kwargs)
-    return call
 
 
 _TOLERANCE = 1e-6  # in pixels: offsets and sizes closer than this to a whole number are whole

@@ -49,16 +49,24 @@ def _layers(modalities: dict[str, str]) -> dict[str, str]:
 
 
 def _labels_on_grid(source: LabelSource, grid, log, known: dict[str, int] | None = None
-                    ) -> tuple[np.ndarray, list[int], list[str]]:
-    """Label image on the grid, class codes and names; `known` maps a model's class names to codes."""
+                    ) -> tuple[np.ndarray, list[int], list[str], dict[int, tuple[int, int, int]]]:
+    """Label image on the grid, class codes, names and the colours the labels carry; `known` maps a model's class
+    keys (what a ROI field holds) to codes.
+
+    A ROI field's values are its classes' names; a label raster's classes are named by its legend (category names,
+    attribute table, a .qml beside it), else `class <code>`."""
     from . import raster_io
+    from .legend import label_legend
 
     if source.vector:
-        return raster_io.rasterize_rois(source.vector, source.class_field, grid, layer=source.layer,
-                                        class_values=known, log=log)
+        return (*raster_io.rasterize_rois(source.vector, source.class_field, grid, layer=source.layer,
+                                          class_values=known, log=log), {})
     labels = raster_io.read_labels(source.raster, grid, log=log)
     values = [int(v) for v in np.unique(labels) if v != 0]
-    return labels, values, [f"class {v}" for v in values]
+    legend = label_legend(source.raster)
+    names = [legend.get(v, (None, None))[0] or f"class {v}" for v in values]
+    colors = {v: legend[v][1] for v in values if v in legend and legend[v][1] is not None}
+    return labels, values, names, colors
 
 
 def write_json(path: str | os.PathLike, data: dict, parameter: str = "OUTPUT_JSON") -> None:
@@ -94,10 +102,10 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     started = time.perf_counter()
     with raster_io.gdal_cache_limit(), raster_io.AlignedStack(modalities, log=progress.info) as stack:
         grid = stack.grid
-        label_image, values, names = _labels_on_grid(labels, grid, progress.info)
-        names = [class_names.get(v, n) for v, n in zip(values, names)] if class_names else names
-        palette = raster_io.default_colors(len(values))
-        palette = [tuple(colors.get(v, c)) for v, c in zip(values, palette)] if colors else palette
+        label_image, values, keys, carried = _labels_on_grid(labels, grid, progress.info)
+        names = [class_names.get(v, n) for v, n in zip(values, keys)] if class_names else keys
+        colors = {**carried, **(colors or {})}
+        palette = [tuple(colors.get(v, c)) for v, c in zip(values, raster_io.default_colors(len(values)))]
         order = list(modalities)
         table = (language.DescriptionTable.load(descriptions) if descriptions
                  else language.build_descriptions(names, order, log=progress.info))
@@ -106,7 +114,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
         encoder = text_encoders.load_text_encoder(text_encoder, log=progress.info) if settings.language else None
         model, report = fit_arrays(stack, label_image, values, names, table, encoder, settings, progress)
     report.update(seconds=time.perf_counter() - started, grid={"width": grid.width, "height": grid.height})
-    info = ModelInfo(values, names, palette, table.to_dict(), report["text_encoder"], report)
+    info = ModelInfo(values, names, palette, table.to_dict(), report["text_encoder"], report, class_keys=keys)
     save_model(out_model, model, info)
     progress.set_progress(100.0)
     progress.info(f"model written to {out_model} ({report['seconds']:.0f} s)")
@@ -335,9 +343,9 @@ def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource
     ordered = {m: modalities[m] for m in available}
     with raster_io.gdal_cache_limit(), raster_io.AlignedStack(ordered, log=progress.info) as stack:
         expects.check_bands(stack.bands)
-        known = dict(zip(info.class_names, info.class_values))
-        label_image, values, _ = _labels_on_grid(reference, stack.grid, progress.info,
-                                                 known if reference.vector else None)
+        known = dict(zip(info.keys(), info.class_values))
+        label_image, values, _, _ = _labels_on_grid(reference, stack.grid, progress.info,
+                                                    known if reference.vector else None)
         foreign = sorted(set(values) - set(info.class_values))
         if foreign:
             progress.info(f"reference classes {foreign} are not classes of the model and are ignored")
@@ -423,9 +431,9 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
     with raster_io.gdal_cache_limit(), raster_io.AlignedStack({m: modalities[m] for m in model.cfg.modalities},
                                                               log=progress.info) as stack:
         ModelLayers.of_model(model).check_bands(stack.bands)
-        label_image, values, _ = _labels_on_grid(labels, stack.grid, progress.info,
-                                                 dict(zip(info.class_names, info.class_values))
-                                                 if labels.vector else None)
+        label_image, values, _, _ = _labels_on_grid(labels, stack.grid, progress.info,
+                                                    dict(zip(info.keys(), info.class_values))
+                                                    if labels.vector else None)
         stats = {m: model.band_statistics(m) for m in stack.names}
         samples = sampling.make_samples(stack, label_image, info.class_values, model.cfg.patch_size, stats,
                                         settings.max_samples_per_class, settings.seed)

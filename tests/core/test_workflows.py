@@ -13,6 +13,9 @@ from lvpcnet_core.progress import Cancelled, LvpcError, SilentProgress
 from lvpcnet_core.synthetic import make_scene
 from lvpcnet_core.training import TrainSettings
 
+from .test_legend import label_band
+
+NAMES, COLORS = ["water", "forest", "meadow"], [(0, 0, 255), (0, 128, 0), (200, 230, 90)]
 FAST = TrainSettings(epochs_stage1=15, epochs_stage2=6, batch_size=64, patch_size=5, width=16, depth=2, heads=2,
                      learning_rate=3e-3, patience=0)
 
@@ -22,6 +25,7 @@ def training_run(tmp_path_factory):
     """(scene, model path, report, progress with the log) of one training run."""
     folder = tmp_path_factory.mktemp("scene")
     scene = make_scene(folder, width=32, height=32)
+    label_band(scene.labels, NAMES, COLORS)  # the class names and colours an analyst's label raster carries
     model = str(folder / "m.lvpc")
     progress = SilentProgress()
     report = workflows.train(scene.paths, model, workflows.LabelSource(raster=scene.labels), text_encoder="minilm",
@@ -39,6 +43,10 @@ def test_train_writes_a_complete_model(trained):
     meta = read_metadata(model)
     assert meta["cases"] == ["hs->lidar", "lidar->hs"]
     assert meta["class_values"] == [1, 2, 3]
+    assert meta["class_names"] == NAMES and [tuple(c) for c in meta["colors"]] == COLORS  # from the label raster
+    assert meta["class_keys"] == NAMES
+    assert [d["name"] for d in meta["descriptions"]["classes"]] == NAMES
+    assert "open water" in meta["descriptions"]["classes"][0]["shared"]  # the built-in prior of the real name
     assert set(meta["descriptions"]["modalities"]) == {"hs", "lidar"}
     assert meta["text_encoder"] == "minilm"
     assert report["validation"]["hs+lidar|prompts"] > 80
