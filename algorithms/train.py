@@ -29,7 +29,9 @@ class TrainAlgorithm(LvpcAlgorithm):
     SUMMARY = ("Trains a land-cover classifier on two or three co-registered sensors (hyperspectral, LiDAR, SAR) that "
                "keeps working when one of them is missing later. Stage 1 learns features guided by text descriptions "
                "of the classes; stage 2 learns small 'visual prompts' that stand in for each missing sensor. "
-               "Class names and colours come from the ROI layer's categorized style when it has one.")
+               "Class names and colours come from the ROI layer's categorized style when it has one (the class "
+               "field's values stay the keys, so the same layer serves Evaluate and Learn prompts), or from a label "
+               "raster's category names, attribute table, colour table or .qml style.")
 
     DESCRIPTIONS = "DESCRIPTIONS"
     TEXT_ENCODER = "TEXT_ENCODER"

@@ -110,6 +110,7 @@ def test_train_writes_model_with_the_layer_style_and_a_report(trained) -> None:
     meta = read_metadata(model)
     assert meta["class_values"] == [1, 2, 3]  # text field: sorted names
     assert meta["class_names"] == [STYLE[c][0] for c in CLASSES]
+    assert meta["class_keys"] == CLASSES  # what the ROI field holds, for evaluate and learnprompts on the same layer
     assert [tuple(c) for c in meta["colors"]] == [STYLE[c][1] for c in CLASSES]
     assert meta["config"]["modalities"] == ["hs", "lidar"] and meta["config"]["patch_size"] == 5
     assert meta["report"]["settings"]["epochs_stage1"] == 3 and meta["report"]["settings"]["device"] == "cpu"
@@ -192,15 +193,12 @@ def test_evaluate_outputs_numbers_report_and_json(lvpc_plugin, trained, scene: S
 
 def test_evaluate_with_temporary_roi_layer_and_one_modality(lvpc_plugin, trained, scene: Scene,
                                                              tmp_path: Path) -> None:
-    """A memory layer of reference polygons (text classes) works: exported for the engine, names mapped to codes."""
+    """A memory layer of reference polygons (text classes) works: exported for the engine, its class field's values
+    matched to the model's classes by the keys training kept (the style only renamed them for display)."""
     from qgis.core import QgsFeatureRequest, QgsVectorLayer
 
     rois = QgsVectorLayer(f"{scene.rois}|layername=rois", "rois", "ogr").materialize(QgsFeatureRequest())
     assert rois.providerType() == "memory"
-    # the model knows its classes by the style's labels; the reference layer must use them too
-    for feature in rois.getFeatures():
-        rois.dataProvider().changeAttributeValues(
-            {feature.id(): {rois.fields().lookupField("class"): STYLE[feature["class"]][0]}})
     results, _, _ = run("lvpc:evaluate", {"MODEL": str(trained[0]), "LIDAR": str(scene.lidar), "ROIS": rois,
                                           "CLASS_FIELD": "class", "FILL": 1, "DEVICE": 1,
                                           "OUTPUT_HTML": str(tmp_path / "a.html")})
@@ -220,6 +218,25 @@ def test_learnprompts_writes_a_new_model_and_keeps_the_old(lvpc_plugin, trained,
     meta = read_metadata(out)
     assert meta["report"]["stage2"]["lidar"]["best_epoch"] == 1
     assert meta["class_names"] == read_metadata(trained[0])["class_names"]
+
+
+def test_evaluate_and_learnprompts_take_the_styled_training_roi_layer(lvpc_plugin, trained, styled_rois,
+                                                                      scene: Scene, tmp_path: Path) -> None:
+    """The ROI layer the model was trained on, with its categorized style, serves as reference and for prompts."""
+    from lvpcnet_core.model_file import read_metadata
+
+    js = tmp_path / "a.json"
+    results, _, _ = run("lvpc:evaluate", {"MODEL": str(trained[0]), "HS": str(scene.hs), "LIDAR": str(scene.lidar),
+                                          "ROIS": styled_rois, "CLASS_FIELD": "class", "DEVICE": 1,
+                                          "OUTPUT_HTML": str(tmp_path / "a.html"), "OUTPUT_JSON": str(js)})
+    data = json.loads(js.read_text(encoding="utf-8"))
+    assert data["class_names"] == [STYLE[c][0] for c in CLASSES] and results["OA"] > 50
+    assert all(data["per_class"][STYLE[c][0]]["reference_pixels"] > 0 for c in CLASSES)
+    out = tmp_path / "relearned.lvpc"
+    run("lvpc:learnprompts", {"MODEL": str(trained[0]), "HS": str(scene.hs), "LIDAR": str(scene.lidar),
+                              "ROIS": styled_rois, "CLASS_FIELD": "class", "AVAILABLE": [1], "EPOCHS": 1,
+                              "DEVICE": 1, "OUTPUT_MODEL": str(out)})
+    assert read_metadata(out)["class_keys"] == CLASSES
 
 
 def test_cancelled_classify_and_train_leave_no_output(lvpc_plugin, trained, scene: Scene, tmp_path: Path) -> None:
