@@ -17,7 +17,7 @@ from scipy import ndimage
 from .progress import LvpcError
 
 TILE = 256              # windows are cut from tiles of this side (plus halo) read one at a time
-STATS_VALUES = 2**25    # float32 values read for a layer's statistics: the whole layer below this, else a sample
+STATS_VALUES = 2**23    # float32 values read for a layer's statistics: the whole layer below this, else a sample
 STATS_WINDOW = 64       # side of the windows of that sample, spread evenly over the scene
 
 
