@@ -102,7 +102,8 @@ def missing_modules(modules: Iterable[str]) -> list[str]:
 
 
 def install_hint(modules: Iterable[str], plugin_dir: Path = PLUGIN_DIR, platform: str = sys.platform) -> str:
-    """A message that names the missing packages and the exact command that installs them for QGIS's Python."""
+    """A message that names the missing packages, points to the installer inside QGIS, then gives the exact command
+    that installs them by hand for QGIS's Python (where the installer cannot run: no network from QGIS, a proxy)."""
     missing = sorted({PIP_NAMES.get(m, m) for m in modules})
     packages = " ".join(f'"{r}"' if "<" in r else r for r in RUNTIME_REQUIREMENTS)
     if platform.startswith("win"):
@@ -119,4 +120,6 @@ def install_hint(modules: Iterable[str], plugin_dir: Path = PLUGIN_DIR, platform
                f"or install them into any folder and name it in the environment variable {ENV_VAR}.")
     python = f"Python {sys.version_info[0]}.{sys.version_info[1]}"
     return (f"LVPC needs the Python package(s) {', '.join(missing)}, which the {python} that runs QGIS cannot import.\n"
-            f"{how}\nThen start QGIS again.")
+            f"Install them from QGIS: {INSTALLER_MENU} (or `qgis_process run lvpc:{INSTALLER_ALGORITHM}`); the "
+            "algorithms work right after, without restarting QGIS.\n"
+            f"Or install them by hand. {how}\nThen start QGIS again.")

@@ -74,6 +74,9 @@ def test_install_hint_names_packages_and_command(deps, platform: str, command: s
     hint = deps.install_hint(["open_clip", "sklearn"], Path("/plugins/lvpc"), platform)
     assert "open_clip_torch, scikit-learn" in hint
     assert command in hint
+    # the installer inside QGIS comes first, the manual command is the fallback
+    assert hint.index("Plugins > LVPC > Install LVPC dependencies") < hint.index("lvpc:installdependencies") \
+        < hint.index(command)
 
 
 def test_missing_modules(deps) -> None:
