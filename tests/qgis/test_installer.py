@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -235,3 +237,67 @@ def test_installed_package_imports_in_the_same_qgis_without_restart(lvpc_plugin,
         sys.modules.pop("tabulate", None)
         if target in sys.path:
             sys.path.remove(target)
+
+
+# Run by QGIS desktop (--code) once its window is up: the LVPC menu, its action triggered (the dialog it opens is
+# read and closed by a timer, since the dialog runs its own event loop), then the plugin unloaded; all to a JSON file.
+DESKTOP_SCRIPT = '''
+import json, os, traceback
+import qgis.utils
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtWidgets import QApplication
+from qgis.utils import iface
+
+seen = {}
+
+def lvpc_menu():
+    return [[a.text() for a in m.menu().actions()] for m in iface.pluginMenu().actions()
+            if m.menu() and m.text() == "&LVPC"]
+
+def close_dialog():
+    dialogs = [w for w in QApplication.topLevelWidgets() if w.isVisible() and hasattr(w, "algorithm")]
+    seen["dialogs"] = [d.algorithm().id() for d in dialogs]
+    for d in dialogs:
+        d.reject()
+
+def check():
+    try:
+        seen["menu"] = lvpc_menu()
+        QTimer.singleShot(3000, close_dialog)
+        [m for m in iface.pluginMenu().actions() if m.text() == "&LVPC"][0].menu().actions()[0].trigger()
+        qgis.utils.unloadPlugin("lvpc")
+        seen["after_unload"] = lvpc_menu()
+    except Exception:
+        seen["error"] = traceback.format_exc()
+    with open(os.environ["LVPC_TEST_OUT"], "w") as out:
+        json.dump(seen, out)
+    QgsApplication.exit(0)
+
+QTimer.singleShot(0, check)
+'''
+
+
+@pytest.mark.qgis
+@pytest.mark.slow
+def test_desktop_menu_opens_the_installer_and_unload_removes_it(make_qgis_process, plugins_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """Real QGIS desktop (on a virtual X display): Plugins > LVPC > Install LVPC dependencies… opens the dialog."""
+    if shutil.which("xvfb-run") is None:
+        pytest.fail("no xvfb-run on PATH: run `make setup`")
+    profile = make_qgis_process(plugins_dir)  # a fresh profile with the plugin enabled, as for qgis_process
+    script, seen = tmp_path / "check.py", tmp_path / "seen.json"
+    script.write_text(DESKTOP_SCRIPT, encoding="utf-8")
+    environment = {**os.environ, "QGIS_PLUGINPATH": str(plugins_dir), "LVPC_TEST_OUT": str(seen),
+                   "XDG_DATA_HOME": str(tmp_path / "data")}
+    environment.pop("QT_QPA_PLATFORM", None)  # QGIS desktop aborts on Qt's offscreen platform: xvfb's display
+    done = subprocess.run(["xvfb-run", "-a", "qgis", "--nologo", "--noversioncheck", "--profiles-path",
+                           str(profile.config_root), "--code", str(script)], capture_output=True, text=True,
+                          env=environment, timeout=180, check=False)
+    assert seen.is_file(), done.stdout + done.stderr
+    result = json.loads(seen.read_text())
+    assert "error" not in result, result["error"]
+    assert result["menu"] == [["Install LVPC dependencies…"]]
+    assert result["dialogs"] == ["lvpc:installdependencies"]
+    assert result["after_unload"] == []
+    assert done.returncode == 0
