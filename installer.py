@@ -40,19 +40,20 @@ MARKER = ".lvpc-packages.json"
 # pip's words for a failure -> what the user reads; the first that matches wins (a network failure ends with
 # "No matching distribution", so it is tested before that).
 _FAILURES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("No space left on device", "Errno 28", "not enough space on the disk"),
+    (("No space left on device", "Errno 28", "not enough space on the disk", "Disk quota exceeded"),
      "the disk ran full (No space left on device) in {parent} or in pip's temporary folder ({tmp}): free space "
      "(PyTorch and its libraries take several GB) or choose a TARGET on another disk, then run this again."),
-    (("Failed to establish a new connection", "Temporary failure in name resolution", "Name or service not known",
+    (("Retrying (Retry(", "Failed to establish a new connection", "Temporary failure in name resolution",
+      "Name or service not known",
       "getaddrinfo failed", "Network is unreachable", "ConnectTimeout", "Read timed out", "ProxyError",
       "Could not fetch URL", "CERTIFICATE_VERIFY_FAILED", "Connection refused"),
      "pip could not reach the package index (no network, or a proxy or firewall in the way): connect to the "
-     "internet (behind a proxy, set HTTPS_PROXY before starting QGIS), then run this again."),
+     "internet (behind a proxy, check HTTPS_PROXY as QGIS sees it), then run this again."),
     (("Permission denied", "Errno 13", "Access is denied"),
      "pip was refused access to a file ({line}): choose a TARGET folder your user can write to, then run this again."),
     (("No matching distribution found for",),
      "pip found no release of {package} for this Python ({python}) and system: check its name and version in "
-     "PACKAGES (pypi.org lists them)."),
+     "PACKAGES (pypi.org lists them), and that pip reaches the package index from here."),
 )
 
 

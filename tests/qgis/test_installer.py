@@ -219,6 +219,19 @@ def test_qgis_process_failed_install_says_why_and_leaves_nothing(qgis_process, t
 
 
 @pytest.mark.qgis
+def test_qgis_process_without_network_says_so(qgis_process, tmp_path: Path) -> None:
+    """The package index unreachable for real: pip's connections go to a proxy that refuses them."""
+    target = tmp_path / "packages"
+    dead = "http://127.0.0.1:9"
+    done = qgis_process("run", "lvpc:installdependencies", "--", "PACKAGES=lvpc-no-such-package==0.0.1",
+                        f"TARGET={target}", env={"HTTPS_PROXY": dead, "https_proxy": dead, "NO_PROXY": "",
+                                                 "no_proxy": "", "PIP_RETRIES": "1"})
+    assert done.returncode != 0
+    assert "pip could not reach the package index" in done.stdout + done.stderr
+    assert not target.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.qgis
 def test_installed_package_imports_in_the_same_qgis_without_restart(lvpc_plugin, tmp_path: Path) -> None:
     """What the dialog does in QGIS desktop: after the run, the new package imports in this very process."""
     import processing
