@@ -44,9 +44,8 @@ _FAILURES: tuple[tuple[tuple[str, ...], str], ...] = (
      "the disk ran full (No space left on device) in {parent} or in pip's temporary folder ({tmp}): free space "
      "(PyTorch and its libraries take several GB) or choose a TARGET on another disk, then run this again."),
     (("Retrying (Retry(", "Failed to establish a new connection", "Temporary failure in name resolution",
-      "Name or service not known",
-      "getaddrinfo failed", "Network is unreachable", "ConnectTimeout", "Read timed out", "ProxyError",
-      "Could not fetch URL", "CERTIFICATE_VERIFY_FAILED", "Connection refused"),
+      "Name or service not known", "getaddrinfo failed", "Network is unreachable", "ConnectTimeout", "Read timed out",
+      "ProxyError", "Could not fetch URL", "CERTIFICATE_VERIFY_FAILED", "Connection refused"),
      "pip could not reach the package index (no network, or a proxy or firewall in the way): connect to the "
      "internet (behind a proxy, check HTTPS_PROXY as QGIS sees it), then run this again."),
     (("Permission denied", "Errno 13", "Access is denied"),

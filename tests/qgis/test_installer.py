@@ -232,18 +232,22 @@ def test_qgis_process_without_network_says_so(qgis_process, tmp_path: Path) -> N
 
 
 @pytest.mark.qgis
-def test_installed_package_imports_in_the_same_qgis_without_restart(lvpc_plugin, tmp_path: Path) -> None:
-    """What the dialog does in QGIS desktop: after the run, the new package imports in this very process."""
+def test_installed_package_imports_in_the_same_qgis_without_restart(lvpc_plugin, plugin_package,
+                                                                    tmp_path: Path) -> None:
+    """What the dialog does in QGIS desktop: after the run, the new package imports in this very process, and the
+    check every algorithm makes before its run (`deps.missing_modules`) finds it."""
     import processing
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
+    missing_modules = importlib.import_module(f"{plugin_package.__name__}.deps").missing_modules
     target = str(tmp_path / "packages")
-    assert importlib.util.find_spec("tabulate") is None
+    assert missing_modules(["tabulate"]) == ["tabulate"]
     context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
     try:
         result = processing.run("lvpc:installdependencies", {"PACKAGES": "tabulate==0.9.0", "TARGET": target},
                                 context=context, feedback=feedback)
         assert result["FOLDER"] == target
+        assert missing_modules(["tabulate"]) == []
         tabulate = importlib.import_module("tabulate")
         assert Path(tabulate.__file__).is_relative_to(target)
     finally:
