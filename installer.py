@@ -9,6 +9,8 @@ Imports nothing heavy: it must run exactly where torch is missing.
 from __future__ import annotations
 
 import collections
+import contextlib
+import glob
 import json
 import os
 import queue
@@ -21,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -275,6 +277,47 @@ def replace_folder(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def target_lock(folder: Path) -> Iterator[None]:
+    """Held for a whole install into `folder`: a second install into it meanwhile is refused, and what an install
+    that was killed left beside it (`recover_leftovers`) is known to be stale. The lock file itself stays."""
+    try:
+        fd = os.open(folder.with_name(f".{folder.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise LvpcError(f"TARGET: cannot write in {folder.parent} ({exc.strerror}): choose a folder your user can "
+                        "write to.") from None
+    try:
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LvpcError(f"TARGET: another install into {folder} is running; wait until it is done.") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def recover_leftovers(folder: Path) -> list[str]:
+    """Clean up after an install that was killed (QGIS closed by force), under `target_lock`: a killed install's
+    staging folder is deleted; a previous install set aside but not replaced is put back. Returns what was removed."""
+    def beside(kind: str) -> list[Path]:
+        return sorted(folder.parent.glob(f".{glob.escape(folder.name)}.{kind}-*"), key=lambda p: p.stat().st_mtime)
+
+    old = beside("old")
+    if old and not folder.exists():
+        os.replace(old.pop(), folder)
+    removed = beside("staging") + old
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return [str(path) for path in removed]
+
+
 def install(packages: Sequence[str], target: str | os.PathLike, progress: Progress, torch_choice: str = "auto",
             python: str | None = None, platform: str = sys.platform, gpu: bool | None = None) -> str:
     """Install `packages` with QGIS's Python and pip into `target`, atomically; return the folder's path.
@@ -291,26 +334,35 @@ def install(packages: Sequence[str], target: str | os.PathLike, progress: Progre
     progress.set_progress(5)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-", dir=folder.parent))
     except OSError as exc:
-        raise LvpcError(f"TARGET: cannot create a folder in {folder.parent} ({exc.strerror}): choose a folder your "
-                        "user can write to.") from None
-    try:
-        command = pip_command(python, str(staging), packages, index)
-        progress.info("Running: " + shlex.join(command))
-        code, lines = run_pip(command, progress)
-        if code != 0:
-            raise LvpcError(explain_failure(lines, code, folder))
-        progress.set_progress(90)
+        raise LvpcError(f"TARGET: cannot create {folder.parent} ({exc.strerror}): choose a folder your user can "
+                        "write to.") from None
+    with target_lock(folder):
+        removed = recover_leftovers(folder)
+        if removed:
+            progress.info(f"Removed what an interrupted install left: {', '.join(removed)}")
+        check_target(folder)  # again: a recovered previous install is back
         try:
-            (staging / MARKER).write_text(json.dumps({"packages": list(packages), "torch_build": build,
-                                                      "python": python}, indent=1), encoding="utf-8")
+            staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-", dir=folder.parent))
         except OSError as exc:
-            raise LvpcError(f"TARGET: writing into {staging} failed ({exc.strerror}): is the disk full? Nothing "
-                            f"was changed: {folder} is as it was.") from None
-        replace_folder(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # a failed or cancelled install; gone already after success
+            raise LvpcError(f"TARGET: cannot create a folder in {folder.parent} ({exc.strerror}): is the disk full? "
+                            "Choose a folder your user can write to.") from None
+        try:
+            command = pip_command(python, str(staging), packages, index)
+            progress.info("Running: " + shlex.join(command))
+            code, lines = run_pip(command, progress)
+            if code != 0:
+                raise LvpcError(explain_failure(lines, code, folder))
+            progress.set_progress(90)
+            try:
+                (staging / MARKER).write_text(json.dumps({"packages": list(packages), "torch_build": build,
+                                                          "python": python}, indent=1), encoding="utf-8")
+            except OSError as exc:
+                raise LvpcError(f"TARGET: writing into {staging} failed ({exc.strerror}): is the disk full? Nothing "
+                                f"was changed: {folder} is as it was.") from None
+            replace_folder(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # a failed or cancelled install; gone already after success
     progress.set_progress(100)
     return str(folder)
 

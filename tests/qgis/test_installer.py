@@ -149,15 +149,20 @@ def test_replace_folder_keeps_the_old_one_until_the_new_is_in(installer, tmp_pat
     assert [p.name for p in target.iterdir()] == ["new.py"]
 
 
-class CancelAfter(SilentProgress):
-    """Cancels once `lines` messages were reported, as the dialog's Cancel button would."""
+class CancelOn(SilentProgress):
+    """Cancels once a message starting with `prefix` was reported, as the dialog's Cancel button would."""
 
-    def __init__(self, lines: int) -> None:
+    def __init__(self, prefix: str = "") -> None:
         super().__init__()
-        self.lines = lines
+        self.prefix = prefix
 
     def is_canceled(self) -> bool:
-        return len(self.messages) >= self.lines
+        return any(m.startswith(self.prefix) for m in self.messages)
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Staging or set-aside folders of an install (the lock file `.<name>.lock` may stay)."""
+    return [p.name for p in folder.iterdir() if ".staging-" in p.name or ".old-" in p.name]
 
 
 def gone(pid: int, timeout: float = 5) -> bool:
@@ -176,7 +181,7 @@ def gone(pid: int, timeout: float = 5) -> bool:
 def test_cancel_stops_pip_and_its_children_quickly(installer) -> None:
     script = ("import subprocess, sys, time; child = subprocess.Popen([sys.executable, '-c', 'import time; "
               "time.sleep(60)']); print(child.pid, flush=True); time.sleep(60)")
-    progress, start = CancelAfter(1), time.monotonic()
+    progress, start = CancelOn(), time.monotonic()
     with pytest.raises(Cancelled):
         installer.run_pip([sys.executable, "-c", script], progress)
     assert time.monotonic() - start < 15
@@ -187,9 +192,28 @@ def test_cancelled_install_leaves_the_previous_folder_and_no_staging(installer, 
     target = tmp_path / "site"
     touch(target / installer.MARKER)
     with pytest.raises(Cancelled):
-        installer.install(["six==1.16.0"], target, CancelAfter(2), python=sys.executable)  # cancel once pip runs
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
-    assert [p.name for p in target.iterdir()] == [installer.MARKER]
+        installer.install(["six==1.16.0"], target, CancelOn("Running:"), python=sys.executable)  # once pip runs
+    assert leftovers(tmp_path) == [] and [p.name for p in target.iterdir()] == [installer.MARKER]
+
+
+def test_install_cleans_up_after_a_killed_install(installer, tmp_path: Path) -> None:
+    """Killed between its two renames: the previous install is set aside and the target missing; put back."""
+    target, progress = tmp_path / "site", CancelOn("Running:")
+    touch(tmp_path / ".site.staging-abc" / "torch" / "__init__.py")
+    touch(tmp_path / ".site.old-1-2" / installer.MARKER)
+    with pytest.raises(Cancelled):
+        installer.install(["six==1.16.0"], target, progress, python=sys.executable)
+    assert leftovers(tmp_path) == [] and [p.name for p in target.iterdir()] == [installer.MARKER]
+    assert any(m.startswith("Removed what an interrupted install left") and ".site.staging-abc" in m
+               for m in progress.messages)
+
+
+def test_second_install_into_one_folder_is_refused_meanwhile(installer, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    with installer.target_lock(target):
+        with pytest.raises(LvpcError, match="another install into .*site is running"):
+            installer.install(["six==1.16.0"], target, SilentProgress(), python=sys.executable)
+    assert not target.exists() and leftovers(tmp_path) == []
 
 
 @pytest.mark.qgis
@@ -204,7 +228,7 @@ def test_qgis_process_installs_a_package_from_pypi(qgis_process, tmp_path: Path)
                               capture_output=True, text=True, timeout=60, check=True)
     assert imported.stdout.split() == ["1.16.0", str(target / "six.py")]
     assert json.loads((target / ".lvpc-packages.json").read_text())["packages"] == ["six==1.16.0"]
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging, no old folder
+    assert leftovers(tmp_path) == []
 
 
 @pytest.mark.qgis
@@ -214,8 +238,7 @@ def test_qgis_process_failed_install_says_why_and_leaves_nothing(qgis_process, t
     assert done.returncode != 0
     message = done.stdout + done.stderr
     assert "pip found no release of lvpc-no-such-package==0.0.1" in message and "Traceback" not in message
-    assert not target.exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert not target.exists() and leftovers(tmp_path) == []
 
 
 @pytest.mark.qgis
@@ -228,7 +251,7 @@ def test_qgis_process_without_network_says_so(qgis_process, tmp_path: Path) -> N
                                                  "no_proxy": "", "PIP_RETRIES": "1"})
     assert done.returncode != 0
     assert "pip could not reach the package index" in done.stdout + done.stderr
-    assert not target.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert not target.exists() and leftovers(tmp_path) == []
 
 
 @pytest.mark.qgis
