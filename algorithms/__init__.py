@@ -4,7 +4,9 @@ from __future__ import annotations
 from .classify import ClassifyAlgorithm
 from .describeclasses import DescribeClassesAlgorithm
 from .evaluate import EvaluateAlgorithm
+from .installdependencies import InstallDependenciesAlgorithm
 from .learnprompts import LearnPromptsAlgorithm
 from .train import TrainAlgorithm
 
-ALGORITHMS = [DescribeClassesAlgorithm, TrainAlgorithm, ClassifyAlgorithm, EvaluateAlgorithm, LearnPromptsAlgorithm]
+ALGORITHMS = [DescribeClassesAlgorithm, TrainAlgorithm, ClassifyAlgorithm, EvaluateAlgorithm, LearnPromptsAlgorithm,
+              InstallDependenciesAlgorithm]

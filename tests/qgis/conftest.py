@@ -50,8 +50,10 @@ class QgisProcess:
         ini.write_text(f"[PythonPlugins]\n{PLUGIN}=true\n", encoding="utf-8")
 
     def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        # XDG_DATA_HOME: the per-user package folder of lvpc:installdependencies inside the throw-away profile too
         environment = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QGIS_PLUGINPATH": str(self.plugins_dir),
-                       "QGIS_CUSTOM_CONFIG_PATH": str(self.config_root), **(env or {})}
+                       "QGIS_CUSTOM_CONFIG_PATH": str(self.config_root),
+                       "XDG_DATA_HOME": str(self.config_root / "data"), **(env or {})}
         return subprocess.run([qgis_process_binary(), *args], capture_output=True, text=True, env=environment,
                               timeout=timeout, check=False)
 

@@ -25,9 +25,27 @@ def test_env_folders_come_first_then_matching_venv(deps, tmp_path: Path) -> None
     plugin_dir, first, second = tmp_path / "lvpc", tmp_path / "a", tmp_path / "b"
     first.mkdir(), second.mkdir()
     site = make_site(plugin_dir, "3.11")
-    environ = {deps.ENV_VAR: os.pathsep.join([str(first), str(tmp_path / "absent"), str(second)])}
-    assert deps.candidate_paths(plugin_dir, environ, (3, 11)) == [str(first), str(second), str(site)]
-    assert deps.candidate_paths(plugin_dir, {}, (3, 12)) == []  # a venv of another Python is not used
+    environ = {deps.ENV_VAR: os.pathsep.join([str(first), str(tmp_path / "absent"), str(second)]),
+               "XDG_DATA_HOME": str(tmp_path / "data")}
+    assert deps.candidate_paths(plugin_dir, environ, (3, 11), "linux") == [str(first), str(second), str(site)]
+    user = tmp_path / "data" / "lvpc" / "python3.11"  # what lvpc:installdependencies fills, once it exists
+    user.mkdir(parents=True)
+    assert deps.candidate_paths(plugin_dir, environ, (3, 11), "linux") == [str(first), str(second), str(site),
+                                                                           str(user)]
+    # neither the venv nor the install of another Python is used
+    assert deps.candidate_paths(plugin_dir, {"XDG_DATA_HOME": str(tmp_path / "data")}, (3, 12), "linux") == []
+
+
+@pytest.mark.parametrize("platform, environ, folder", [
+    ("linux", {"HOME": "/home/ana"}, "/home/ana/.local/share/lvpc/python3.11"),
+    ("linux", {"HOME": "/home/ana", "XDG_DATA_HOME": "/data/ana"}, "/data/ana/lvpc/python3.11"),
+    ("linux", {"HOME": "/home/ana", "XDG_DATA_HOME": "relative"}, "/home/ana/.local/share/lvpc/python3.11"),
+    ("darwin", {"HOME": "/Users/ana"}, "/Users/ana/Library/Application Support/lvpc/python3.11"),
+    ("win32", {"APPDATA": r"C:\Users\ana\AppData\Roaming"}, r"C:\Users\ana\AppData\Roaming\lvpc\python3.11"),
+    ("win32", {"USERPROFILE": r"D:\ana"}, r"D:\ana\AppData\Roaming\lvpc\python3.11"),
+])
+def test_user_packages_folder_per_system(deps, platform: str, environ: dict, folder: str) -> None:
+    assert deps.user_packages_folder(platform, environ, (3, 11)) == folder
 
 
 def test_add_to_sys_path_goes_before_site_packages_and_is_idempotent(deps, tmp_path: Path) -> None:
@@ -56,6 +74,9 @@ def test_install_hint_names_packages_and_command(deps, platform: str, command: s
     hint = deps.install_hint(["open_clip", "sklearn"], Path("/plugins/lvpc"), platform)
     assert "open_clip_torch, scikit-learn" in hint
     assert command in hint
+    # the installer inside QGIS comes first, the manual command is the fallback
+    assert hint.index("Plugins > LVPC > Install LVPC dependencies") < hint.index("lvpc:installdependencies") \
+        < hint.index(command)
 
 
 def test_missing_modules(deps) -> None:

@@ -26,7 +26,7 @@ def plugin_zip(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Pat
 def test_zip_has_one_lvpc_folder_and_no_developer_files(plugin_zip: Path) -> None:
     names = zipfile.ZipFile(plugin_zip).namelist()
     assert {n.split("/")[0] for n in names} == {"lvpc"}
-    for needed in ("__init__.py", "metadata.txt", "provider.py", "deps.py", "icons/lvpc.svg", "LICENSE",
+    for needed in ("__init__.py", "metadata.txt", "provider.py", "deps.py", "installer.py", "icons/lvpc.svg", "LICENSE",
                    "algorithms/describeclasses.py", "lvpcnet_core/progress.py", "demo/ATTRIBUTION.md"):
         assert f"lvpc/{needed}" in names
     for name in names:
