@@ -156,7 +156,7 @@ def test_a_rank_killed_mid_run_leaves_nothing_and_the_run_fails_with_a_message(m
     victim = _rank_pid(proc.pid, "1")
     assert victim is not None, "".join(lines)
     os.kill(victim, signal.SIGKILL)
-    rest, _ = proc.communicate(timeout=120)
+    _, rest = proc.communicate(timeout=120)
     message = "".join(lines) + rest
     assert proc.returncode != 0
     assert "error (rank 0 of 2)" in message, message
