@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
 import platform
 import random
 import time
@@ -114,7 +115,11 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device):
-    """bf16 (or fp16) autocast on CUDA; a no-op context on the CPU, where fp32 is the fast path here."""
+    """bf16 (or fp16) autocast on CUDA; a no-op context on the CPU, where fp32 is the fast path here.
+
+    LVPC_CUDA_PRECISION=fp32 in the environment turns it off on CUDA too (bench/gpu_check.sh compares the two)."""
+    if device.type == "cuda" and os.environ.get("LVPC_CUDA_PRECISION") == "fp32":
+        return torch.autocast("cuda", enabled=False)
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
