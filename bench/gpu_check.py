@@ -94,7 +94,7 @@ def main() -> None:
         model, info = load_model(model_path, torch.device(device))
         predictor = ScenePredictor(model, info.class_values)
         block, r = min(512, scene_side), predictor.radius
-        with raster_io.AlignedStack(big.paths) as stack:
+        with raster_io.AlignedStack(big.paths, log=lambda _: None) as stack:
             raw = {m: stack.read(m, -r, -r, block + 2 * r, block + 2 * r) for m in bands}
         predictor.predict_block(raw)   # warm-up: kernels chosen, memory pooled
         reset_peak(device)
