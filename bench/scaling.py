@@ -1,5 +1,6 @@
 """Wall time of `python -m lvpcnet_core train|classify` against `torchrun --nproc-per-node N` of the same command
-(docs/scaling.md): a synthetic scene, one torch thread per process, processes started fresh each time.
+(docs/scaling.md): a synthetic scene, one torch thread per process, processes started fresh each time; also the
+time of the work alone (the report's `fit_seconds`, classify's `seconds`: rank 0's, without start-up and reading).
 
     .venv/bin/python -m bench.scaling [--processes 2] [--size 512] [--epochs 8]
 
@@ -8,6 +9,7 @@ Also checks that the N-process map is byte-identical to the one-process map (it 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -16,16 +18,18 @@ import time
 from pathlib import Path
 
 from bench.common import ROOT, machine, save, table
+from lvpcnet_core.model_file import read_metadata
 from lvpcnet_core.synthetic import make_scene
 
 
-def timed(args: list[str]) -> float:
+def timed(args: list[str]) -> tuple[float, dict]:
+    """Wall seconds of the command (start-up included) and the JSON result rank 0 printed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"{' '.join(args[:6])} ... failed:\n{done.stderr[-2000:]}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, json.loads(done.stdout)
 
 
 def main() -> None:
@@ -46,17 +50,22 @@ def main() -> None:
                  "--epochs-stage1", str(args.epochs), "--epochs-stage2", str(max(1, args.epochs // 4)),
                  "--patience", "0", "--no-refit"]
         for label, command in (("1 process", one), (f"{args.processes} processes", many)):
-            rows.append({"job": "train", "run": label, "seconds": timed([*command, *train, "--out", f"{tmp}/m.lvpc"])})
+            wall, _ = timed([*command, *train, "--out", f"{tmp}/m.lvpc"])
+            work = read_metadata(f"{tmp}/m.lvpc")["report"]["fit_seconds"]
+            rows.append({"job": "train", "run": label, "seconds": wall, "work seconds": work})
         layers = [f"--modality={m}={p}" for m, p in big.paths.items()]
         classify = ["classify", "--model", f"{tmp}/m.lvpc", *layers, "--threads", "1"]
         for label, command, out in (("1 process", one, "one.tif"), (f"{args.processes} processes", many, "many.tif")):
-            rows.append({"job": f"classify {args.size} x {args.size}", "run": label,
-                         "seconds": timed([*command, *classify, "--out", f"{tmp}/{out}"])})
+            wall, result = timed([*command, *classify, "--out", f"{tmp}/{out}"])
+            rows.append({"job": f"classify {args.size} x {args.size}", "run": label, "seconds": wall,
+                         "work seconds": result["seconds"]})
         identical = Path(f"{tmp}/one.tif").read_bytes() == Path(f"{tmp}/many.tif").read_bytes()
     for row in rows:
         first = next(r for r in rows if r["job"] == row["job"])
         row["speed-up"] = first["seconds"] / row["seconds"]
-    table(rows, ["job", "run", "seconds", "speed-up"], f"1 vs {args.processes} processes, CPU, 1 torch thread each")
+        row["work speed-up"] = first["work seconds"] / row["work seconds"]
+    table(rows, ["job", "run", "seconds", "speed-up", "work seconds", "work speed-up"],
+          f"1 vs {args.processes} processes, CPU, 1 torch thread each; 'work': the fit or the classification alone")
     print(f"maps byte-identical: {identical}")
     print(f"machine: {machine()}")
     save("scaling", {"rows": rows, "identical": identical, "machine": machine(), "options": vars(args)})
