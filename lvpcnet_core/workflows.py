@@ -401,10 +401,11 @@ def read_scene_table(path: str) -> list[tuple[dict[str, str], str, str | None]]:
 
     scenes, outputs = [], set()
     for n, row in enumerate(rows, start=2):
-        if None in row or not (row["output"] or "").strip():
+        if None in row or None in row.values() or not row["output"].strip():
             raise LvpcError(f"SCENES: line {n} of '{path}' has the wrong number of cells or no output; give one "
                             "cell per column")
-        layers = {m.strip().lower(): where(p) for m, p in row.items() if m not in ("output", "confidence") and p.strip()}
+        layers = {m.strip().lower(): where(p) for m, p in row.items()
+                  if m not in ("output", "confidence") and p.strip()}
         check_modality_names(layers)
         out, conf = where(row["output"]), where(row["confidence"]) if (row.get("confidence") or "").strip() else None
         if out in outputs:

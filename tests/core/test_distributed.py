@@ -172,6 +172,9 @@ def test_scene_table_mistakes_name_the_line(tmp_path):
     table.write_text("hs,lidar,output\na.tif,b.tif,o.tif\nc.tif,,o.tif\n")
     with pytest.raises(LvpcError, match="line 3 .* again"):
         workflows.read_scene_table(str(table))
+    table.write_text("hs,lidar,output\na.tif,b.tif\n")
+    with pytest.raises(LvpcError, match="line 2 .* number of cells"):
+        workflows.read_scene_table(str(table))
     table.write_text("hs,lidar,output\na.tif,,sub/o.tif\n")
     [(layers, out, conf)] = workflows.read_scene_table(str(table))
     assert layers == {"hs": str(tmp_path / "a.tif")} and out == str(tmp_path / "sub" / "o.tif") and conf is None
