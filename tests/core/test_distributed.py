@@ -1,5 +1,6 @@
 """Two processes with torchrun and gloo on the CPU (issue 13): the same training steps as one process, the same map
 byte for byte, and nothing left behind when a rank is killed mid-run."""
+import json
 import os
 import signal
 import subprocess
@@ -41,7 +42,8 @@ def leftovers(folder: Path, keep: set[str]) -> list[str]:
 
 
 def test_two_processes_take_the_steps_of_one_with_the_whole_batch(tmp_path):
-    """Stage 1 (augmented, modality dropout) and stage 2, same seed and global batch: same weights.
+    """Stage 1 (augmented, modality dropout) and stage 2, same seed and global batch: same weights, and the same
+    validation accuracy (agreed over the ranks), loss and best epoch after every epoch.
 
     The tolerance is float rounding: gradients are averaged over ranks in another order, batch-norm statistics are
     summed instead of Welford's pass. The one exception is the key bias of attention (the middle third of each
@@ -61,6 +63,10 @@ def test_two_processes_take_the_steps_of_one_with_the_whole_batch(tmp_path):
             third = len(x) // 3
             x, y = torch.cat([x[:third], x[2 * third:]]), torch.cat([y[:third], y[2 * third:]])
         torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-5, msg=key)
+    fits = [json.loads(Path(f"{p}.json").read_text()) for p in (one, two)]
+    assert fits[0]["best_epoch"] == fits[1]["best_epoch"]
+    assert [h["val_oa"] for h in fits[0]["history"]] == [h["val_oa"] for h in fits[1]["history"]]
+    assert [h["loss"] for h in fits[1]["history"]] == pytest.approx([h["loss"] for h in fits[0]["history"]], rel=1e-4)
     start = tiny_model(seed=1).state_dict()   # ddp_step.py's initial weights: the steps moved them well beyond that
     assert max(float((a[k] - start[k]).abs().max()) for k in start) > 0.05
 
