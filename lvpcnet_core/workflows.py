@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import distributed
 from .files import check_outputs
 from .limits import check_modality_names, check_options
 from .progress import LvpcError, Progress, SilentProgress, check_cancel
@@ -77,7 +76,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     """Layers + labels -> a trained `.lvpc` model (stage 1, then prompts for every absence case), and optionally
     its HTML training report."""
 
-    from . import language, raster_io, text_encoders
+    from . import distributed, language, raster_io, text_encoders
     from . import report as html
     from .model_file import ModelInfo, save_model
     from .training import TrainSettings, resolve_device
@@ -129,7 +128,7 @@ def fit_arrays(arrays: dict[str, np.ndarray], label_image: np.ndarray, values: l
     """
     import torch
 
-    from . import sampling, text_encoders
+    from . import distributed, sampling, text_encoders
     from .encoders import ModelConfig
     from .network import PROTOTYPE_DIM, absence_cases
     from .report import validation_lines
@@ -276,7 +275,7 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
     `classify_scenes` gives each rank whole scenes instead (`shard=False`)."""
     import torch
 
-    from . import raster_io
+    from . import distributed, raster_io
     from .compatibility import ModelLayers
     from .model_file import load_model
     from .predict import ScenePredictor, classify_scene
@@ -334,6 +333,7 @@ def _classify_sharded(predictor, stack, grid, writer, out_map: str, progress: Pr
     """Block i classified by rank i % world into that rank's temporary part (class codes and confidence, full grid,
     sparse); rank 0 then writes every block, in the single-process order, through the same `ClassMapWriter`, so the
     map is byte-identical to one process's. Every surviving rank deletes all the parts, whatever happened."""
+    from . import distributed
     from .files import discard
     from .predict import blocks, classify_scene
 
@@ -371,6 +371,8 @@ def _classify_sharded(predictor, stack, grid, writer, out_map: str, progress: Pr
 def classify_scenes(model_path: str, table: str, **options) -> list[dict]:
     """Every scene of a scene table (`read_scene_table`) classified with one model; in a distributed run scene i
     goes to rank i % world (each scene whole, by one rank). The summaries of all scenes, in table order."""
+    from . import distributed
+
     scenes = read_scene_table(table)
     done = [(i, classify(model_path, layers, out, confidence=conf, shard=False, **options))
             for i, (layers, out, conf) in distributed.mine(list(enumerate(scenes)))]
@@ -496,7 +498,7 @@ def evaluate_arrays(model, class_values: list[int], class_names: list[str], arra
 def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSource, available: list[str],
                   out_model: str, *, settings=None, progress: Progress | None = None) -> dict:
     """Adds (or retrains) the prompts of one absence case; nothing else in the model changes."""
-    from . import raster_io, sampling
+    from . import distributed, raster_io, sampling
     from .compatibility import ModelLayers
     from .model_file import load_model, save_model
     from .training import TrainSettings, resolve_device, seed_everything, train_stage2
