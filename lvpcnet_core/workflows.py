@@ -88,6 +88,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
                         "add a second layer, or use a single-modality classifier instead")
     check_modality_names(modalities)
     check_options(settings.to_dict())
+    distributed.check_batch_size(settings.batch_size)   # before the layers are read, not at the first batch
     check_outputs({"OUTPUT_MODEL": out_model, "REPORT": report_path},
                   {**_layers(modalities), **labels.inputs(), "DESCRIPTIONS": descriptions})
     resolve_device(settings.device)
@@ -506,6 +507,7 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
     progress = progress or SilentProgress()
     settings = settings or TrainSettings()
     check_options(settings.to_dict())
+    distributed.check_batch_size(settings.batch_size)
     # the one output that may be an input: a model updated in place, as the user asked by naming it twice
     check_outputs({"OUTPUT_MODEL": out_model}, {"MODEL": model_path, **_layers(modalities), **labels.inputs()},
                   replaceable={"MODEL"})
