@@ -1,4 +1,7 @@
-"""Command line for machines without QGIS: `python -m lvpcnet_core train|classify|evaluate|prompts|describe|demo`."""
+"""Command line for machines without QGIS: `python -m lvpcnet_core train|classify|evaluate|prompts|describe|demo`.
+
+`torchrun --nproc-per-node N -m lvpcnet_core train|prompts|classify ...` runs the same commands on N processes
+(docs/scaling.md); only rank 0 shows progress and prints the result."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .limits import LIMITS, modality_name_problem
-from .progress import Cancelled, LvpcError, TqdmProgress
+from .progress import Cancelled, LvpcError, SilentProgress, TqdmProgress
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="classify a scene with any subset of the model's modalities")
     p.add_argument("--model", required=True, help=".lvpc model file")
     _add_layers(p)
-    p.add_argument("--out", required=True, help="classified GeoTIFF to write (a .qml style is written beside it)")
+    p.add_argument("--out", help="classified GeoTIFF to write (a .qml style is written beside it)")
+    p.add_argument("--scenes", help="instead of --modality/--out: a CSV of scenes, header row with one column per "
+                                    "modality (empty cell = missing layer), 'output' and optionally 'confidence'; "
+                                    "under torchrun the scenes are spread over the processes")
     p.add_argument("--confidence", help="optional float32 GeoTIFF of the winning class probability")
     p.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax to classify, in the first layer's CRS")
     p.add_argument("--mask", help="raster (non-zero = classify) or polygon file limiting the area")
@@ -178,22 +184,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import distributed
+
     args = build_parser().parse_args(argv)
-    progress = TqdmProgress(args.command)
+    progress = TqdmProgress(args.command) if distributed.is_main() else SilentProgress()
     try:
+        distributed.start(args.command, getattr(args, "device", "auto"))
         result = _run(args, progress)
     except LvpcError as exc:
-        progress.close()
-        print(f"error: {exc}", file=sys.stderr)
+        _close(progress)
+        print(f"error{distributed.where()}: {exc}", file=sys.stderr)
         return 1
     except (Cancelled, KeyboardInterrupt):
-        progress.close()
-        print("cancelled: nothing was written", file=sys.stderr)
+        _close(progress)
+        print(f"cancelled{distributed.where()}: nothing was written", file=sys.stderr)
         return 130
-    progress.close()
-    if result is not None:
+    except Exception as exc:
+        if not distributed.active():
+            raise
+        _close(progress)   # a collective failed: the peer is gone, this rank's outputs are already deleted
+        print(f"error{distributed.where()}: {distributed.failure(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        distributed.stop()
+    _close(progress)
+    if result is not None and distributed.is_main():
         print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _close(progress) -> None:
+    if isinstance(progress, TqdmProgress):
+        progress.close()
 
 
 def _run(args: argparse.Namespace, progress: TqdmProgress):
@@ -207,9 +229,17 @@ def _run(args: argparse.Namespace, progress: TqdmProgress):
                                  settings=settings, progress=progress, report_path=args.report)
         return {"model": args.out, "validation_oa": report["validation"], "seconds": round(report["seconds"], 1)}
     if args.command == "classify":
+        options = dict(device=args.device, block_size=args.block_size, fill=args.fill, threads=args.threads,
+                       progress=progress)
+        if args.scenes:
+            if args.modality or args.out or args.confidence or args.extent or args.mask:
+                raise LvpcError("--scenes names every scene's layers and outputs: leave out --modality, --out, "
+                                "--confidence, --extent and --mask")
+            return workflows.classify_scenes(args.model, args.scenes, **options)
+        if not args.out:
+            raise LvpcError("classify needs --out (the map to write), or --scenes (a CSV of scenes)")
         return workflows.classify(args.model, _modalities(args.modality), args.out, confidence=args.confidence,
-                                  extent=args.extent, mask=args.mask, device=args.device, block_size=args.block_size,
-                                  fill=args.fill, threads=args.threads, progress=progress)
+                                  extent=args.extent, mask=args.mask, **options)
     if args.command == "evaluate":
         result = workflows.evaluate(args.model, _modalities(args.modality), _label_source(args), fill=args.fill,
                                     device=args.device, json_path=args.json, html_path=args.html, progress=progress)

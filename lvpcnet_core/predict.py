@@ -138,11 +138,13 @@ class _LazyMaps:
 
 def classify_scene(predictor: ScenePredictor, source: BlockSource, width: int, height: int,
                    write: Callable[[BlockResult], None], progress: Progress, block_size: int = 256,
-                   mask: Callable[[int, int, int, int], np.ndarray] | None = None) -> dict[tuple[str, ...], int]:
-    """Classifies the whole grid; reading of block n+1 overlaps the computation of block n."""
+                   mask: Callable[[int, int, int, int], np.ndarray] | None = None,
+                   todo: list[tuple[int, int, int, int]] | None = None) -> dict[tuple[str, ...], int]:
+    """Classifies the whole grid (or the blocks `todo`, a distributed rank's share); reading of block n+1 overlaps
+    the computation of block n."""
     r = predictor.radius
     modalities = [m for m in predictor.model.cfg.modalities if m in source.bands]
-    todo = list(blocks(width, height, block_size))
+    todo = list(blocks(width, height, block_size)) if todo is None else todo
 
     def read(block):
         xoff, yoff, xs, ys = block

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
 import platform
 import random
 import time
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import losses
+from . import distributed, losses
 from .encoders import ModelConfig
 from .network import LVPCNet
 from .progress import Progress, check_cancel
@@ -114,7 +115,11 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device):
-    """bf16 (or fp16) autocast on CUDA; a no-op context on the CPU, where fp32 is the fast path here."""
+    """bf16 (or fp16) autocast on CUDA; a no-op context on the CPU, where fp32 is the fast path here.
+
+    LVPC_CUDA_PRECISION=fp32 in the environment turns it off on CUDA too (bench/gpu_check.sh compares the two)."""
+    if device.type == "cuda" and os.environ.get("LVPC_CUDA_PRECISION") == "fp32":
+        return torch.autocast("cuda", enabled=False)
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
@@ -125,23 +130,33 @@ class Batches:
     """Sample tensors held once (pinned on CUDA) and served in seeded random batches.
 
     With `augment`, every sample gets its own one of the 8 flips/rotations of its window (one for the whole
-    batch, as before, gave the network 8 times fewer distinct views per epoch)."""
+    batch, as before, gave the network 8 times fewer distinct views per epoch).
+    In a distributed run `batch_size` is the global batch: every rank draws the same order and views and keeps its
+    own contiguous shard (`distributed.batch_shard`); `part` is then (global batch size, this rank's slice)."""
 
     def __init__(self, samples: Samples, device: torch.device, batch_size: int, augment: bool, seed: int) -> None:
+        distributed.check_batch_size(batch_size)
         pin = device.type == "cuda"
         self.windows = {m: _tensor(w, pin) for m, w in samples.windows.items()}
         self.labels = _tensor(samples.labels, pin)
         self.device, self.batch_size, self.augment = device, batch_size, augment
         self.generator = torch.Generator().manual_seed(seed)
+        self.part = (0, slice(0, 0))
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        full, last = divmod(len(self.labels), self.batch_size)
+        return full + (distributed.batch_shard(last) is not None if last else 0)
 
     def __iter__(self):
         order = torch.randperm(len(self.labels), generator=self.generator)
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             views = torch.randint(0, 8, (len(idx),), generator=self.generator) if self.augment else None
+            part = distributed.batch_shard(len(idx))
+            if part is None:
+                continue
+            self.part = (len(idx), part)
+            idx, views = idx[part], (views[part] if views is not None else None)
             x = {m: dihedral(w[idx], views).to(self.device, non_blocking=True) for m, w in self.windows.items()}
             yield idx, x, self.labels[idx].to(self.device, non_blocking=True)
 
@@ -190,8 +205,11 @@ def _fit(module: torch.nn.Module, params: list[torch.nn.Parameter], batches: Bat
     "Best" is judged on the mean validation accuracy of the last `SMOOTHING` epochs: on a few hundred validation
     pixels in a few areas, single epochs at a high learning rate spike (Trento, one seed: 99 % at epoch 46 between
     88 % epochs), and picking a spike picks a noisy model.
-    Without `validate` (the refit on every labelled pixel) the whole schedule runs and the last epoch is kept."""
+    Without `validate` (the refit on every labelled pixel) the whole schedule runs and the last epoch is kept.
+    Distributed, the step runs through DDP (`distributed.data_parallel`) and the epoch's loss is summed over the
+    ranks; validation is already agreed (`_accuracy`), so every rank stops at the same epoch."""
     device, started = batches.device, time.perf_counter()
+    step = distributed.data_parallel(module, batch_loss, device)
     optimiser = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     schedule = _schedule(optimiser, epochs * len(batches), min(settings.warmup_epochs, epochs // 4) * len(batches))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
@@ -202,7 +220,7 @@ def _fit(module: torch.nn.Module, params: list[torch.nn.Parameter], batches: Bat
         for idx, x, y in batches:
             check_cancel(progress)
             with autocast(device):
-                loss = batch_loss(idx, x, y)
+                loss = step(idx, x, y)
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimiser)
@@ -211,6 +229,7 @@ def _fit(module: torch.nn.Module, params: list[torch.nn.Parameter], batches: Bat
             total += float(loss.detach()) * len(y)
             count += len(y)
         module.eval()
+        total, count = distributed.all_sum([total, count])
         progress.set_progress(span[0] + (span[1] - span[0]) * epoch / epochs)
         if validate is None:
             history.append({"epoch": epoch, "loss": total / max(count, 1)})
@@ -266,9 +285,12 @@ def _validator(model: LVPCNet, val: Samples | None, available: tuple[str, ...]) 
 
 
 def _accuracy(model: LVPCNet, samples: Samples, available: tuple[str, ...]) -> float:
-    windows = {m: torch.from_numpy(w) for m, w in samples.windows.items()}
+    """OA on the samples; distributed, each rank predicts its share and the counts are summed, so all agree."""
+    part = distributed.share(len(samples))
+    windows = {m: torch.from_numpy(w[part]) for m, w in samples.windows.items()}
     predicted = predict_logits(model, windows, available).argmax(1).numpy()
-    return float((predicted == samples.labels).mean())
+    correct, n = distributed.all_sum([int((predicted == samples.labels[part]).sum()), len(predicted)])
+    return correct / n
 
 
 def train_stage1(model: LVPCNet, train: Samples, val: Samples | None, settings: TrainSettings, progress: Progress,
@@ -282,10 +304,11 @@ def train_stage1(model: LVPCNet, train: Samples, val: Samples | None, settings: 
 
     def batch_loss(idx, x, y):
         if settings.modality_dropout > 0 and len(cfg.modalities) > 1:
-            x = _drop_modalities(x, settings.modality_dropout, batches.generator)
+            x = _drop_modalities(x, settings.modality_dropout, batches.generator, batches.part)
         shared, specific = model.features(x, full)
-        con = sum(losses.text_contrastive(c.float(), y, model.text(None), cfg.temperature) for c in shared)
-        con = con + sum(losses.text_contrastive(s.float(), y, model.text(m), cfg.temperature)
+        con = sum(losses.text_contrastive(c.float(), y, model.text(None), cfg.temperature, distributed.gather)
+                  for c in shared)
+        con = con + sum(losses.text_contrastive(s.float(), y, model.text(m), cfg.temperature, distributed.gather)
                         for m, s in zip(cfg.modalities, specific))
         logits = model.classifier(shared, specific).float()
         return l1 * con + l2 * losses.classification(logits, y, settings.label_smoothing)
@@ -295,12 +318,16 @@ def train_stage1(model: LVPCNet, train: Samples, val: Samples | None, settings: 
                 progress, span, "stage 1")
 
 
-def _drop_modalities(x: dict[str, torch.Tensor], rate: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Zero one random modality in `rate` of the samples (the input a missing layer gets with fill='zeros')."""
+def _drop_modalities(x: dict[str, torch.Tensor], rate: float, generator: torch.Generator,
+                     part: tuple[int, slice]) -> dict[str, torch.Tensor]:
+    """Zero one random modality in `rate` of the samples (the input a missing layer gets with fill='zeros').
+
+    Drawn for the whole (global) batch of `part[0]`, then cut to this rank's `part[1]`: the same draws as one
+    process."""
     names = list(x)
-    n = len(next(iter(x.values())))
-    dropped = torch.rand(n, generator=generator) < rate
-    which = torch.randint(0, len(names), (n,), generator=generator)
+    n, mine = part
+    dropped = (torch.rand(n, generator=generator) < rate)[mine]
+    which = torch.randint(0, len(names), (n,), generator=generator)[mine]
     out = {}
     for i, m in enumerate(names):
         keep = ~(dropped & (which == i))
@@ -332,7 +359,8 @@ def train_stage2(model: LVPCNet, available: tuple[str, ...], train: Samples, val
                 slots.append(specific[m][idx.to(device)])
             else:
                 s = F.normalize(model.compensator(available, m)(x, model.specific[m]), dim=-1)
-                cross = cross + losses.text_contrastive(s.float(), y, model.text(m), cfg.temperature)
+                cross = cross + losses.text_contrastive(s.float(), y, model.text(m), cfg.temperature,
+                                                        distributed.gather)
                 slots.append(s)
         logits = model.classifier([] if shared_mean is None else [shared_mean[idx.to(device)]], slots).float()
         return l3 * cross + l4 * losses.classification(logits, y, settings.label_smoothing)

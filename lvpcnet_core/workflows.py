@@ -84,7 +84,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     """Layers + labels -> a trained `.lvpc` model (stage 1, then prompts for every absence case), and optionally
     its HTML training report."""
 
-    from . import language, raster_io, text_encoders
+    from . import distributed, language, raster_io, text_encoders
     from . import report as html
     from .model_file import ModelInfo, save_model
     from .training import TrainSettings, resolve_device
@@ -96,6 +96,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
                         "add a second layer, or use a single-modality classifier instead")
     check_modality_names(modalities)
     check_options(settings.to_dict())
+    distributed.check_batch_size(settings.batch_size)   # before the layers are read, not at the first batch
     check_outputs({"OUTPUT_MODEL": out_model, "REPORT": report_path},
                   {**_layers(modalities), **labels.inputs(), "DESCRIPTIONS": descriptions})
     resolve_device(settings.device)
@@ -115,12 +116,14 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
         model, report = fit_arrays(stack, label_image, values, names, table, encoder, settings, progress)
     report.update(seconds=time.perf_counter() - started, grid={"width": grid.width, "height": grid.height})
     info = ModelInfo(values, names, palette, table.to_dict(), report["text_encoder"], report, class_keys=keys)
-    save_model(out_model, model, info)
-    progress.set_progress(100.0)
-    progress.info(f"model written to {out_model} ({report['seconds']:.0f} s)")
-    if report_path:
-        html.write_html(report_path, html.training_report(report))
-        progress.info(f"training report written to {report_path}")
+    distributed.barrier()   # every rank got here: a rank that failed leaves no model behind
+    if distributed.is_main():
+        save_model(out_model, model, info)
+        progress.set_progress(100.0)
+        progress.info(f"model written to {out_model} ({report['seconds']:.0f} s)")
+        if report_path:
+            html.write_html(report_path, html.training_report(report))
+            progress.info(f"training report written to {report_path}")
     return report
 
 
@@ -134,7 +137,7 @@ def fit_arrays(layers, label_image: np.ndarray, values: list[int], names: list[s
     """
     import torch
 
-    from . import raster_io, sampling, text_encoders
+    from . import distributed, raster_io, sampling, text_encoders
     from .encoders import ModelConfig
     from .network import PROTOTYPE_DIM, absence_cases
     from .report import validation_lines
@@ -192,7 +195,7 @@ def fit_arrays(layers, label_image: np.ndarray, values: list[int], names: list[s
         "stage2": {"+".join(c): {"best_epoch": f.best_epoch, "val_oa": _percent(f.best_accuracy), "history": f.history}
                    for c, f in zip(cases, fits)},
         "validation": validation, "refit": refit, "fit_seconds": time.perf_counter() - started,
-        "settings": settings.to_dict(), "device": device.type,
+        "settings": settings.to_dict(), "device": device.type, "processes": distributed.world_size(),
         "text_encoder": encoder.name if encoder is not None else "none (v1: learned class prototypes)",
         "n_train": len(train_set), "n_val": len(val_set), "validation_split": split,
     }
@@ -275,11 +278,14 @@ def validation_accuracy(model, samples, cases) -> dict:
 def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confidence: str | None = None,
              extent: tuple[float, float, float, float] | None = None, mask: str | None = None, device: str = "auto",
              block_size: int = 256, fill: str = "prompts", threads: int | None = None,
-             progress: Progress | None = None) -> dict:
-    """Model + any subset of its modalities -> classified GeoTIFF (+ confidence), block by block."""
+             progress: Progress | None = None, shard: bool = True) -> dict:
+    """Model + any subset of its modalities -> classified GeoTIFF (+ confidence), block by block.
+
+    In a distributed run (`shard`) the ranks split the blocks and rank 0 writes the one map (`_classify_sharded`);
+    `classify_scenes` gives each rank whole scenes instead (`shard=False`)."""
     import torch
 
-    from . import raster_io
+    from . import distributed, raster_io
     from .compatibility import ModelLayers
     from .model_file import load_model
     from .predict import ScenePredictor, classify_scene
@@ -307,13 +313,20 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
                       + ("" if len(available) == len(model.cfg.modalities) else
                          f" ({'learned prompts' if fill == 'prompts' else 'zero-filled'} for the missing modalities)"))
         predictor = ScenePredictor(model, info.class_values, fill=fill)
-        with raster_io.ClassMapWriter(out_map, grid, info.class_values, info.class_names, info.colors,
-                                      confidence_path=confidence) as writer:
-            cases = classify_scene(
-                predictor, stack, grid.width, grid.height,
-                lambda b: writer.write(b.xoff, b.yoff, b.classes, b.confidence if confidence else None),
-                progress, block_size,
-                mask=(lambda x, y, w, h: mask_reader[y:y + h, x:x + w]) if mask_reader is not None else None)
+        window = (lambda x, y, w, h: mask_reader[y:y + h, x:x + w]) if mask_reader is not None else None
+
+        def writer() -> raster_io.ClassMapWriter:
+            return raster_io.ClassMapWriter(out_map, grid, info.class_values, info.class_names, info.colors,
+                                            confidence_path=confidence)
+
+        if shard and distributed.active():
+            cases = _classify_sharded(predictor, stack, grid, writer, out_map, progress, block_size, window)
+        else:
+            with writer() as out:
+                cases = classify_scene(
+                    predictor, stack, grid.width, grid.height,
+                    lambda b: out.write(b.xoff, b.yoff, b.classes, b.confidence if confidence else None),
+                    progress, block_size, mask=window)
     seconds = time.perf_counter() - started
     pixels = grid.width * grid.height
     summary = {"output": out_map, "confidence": confidence, "width": grid.width, "height": grid.height,
@@ -323,6 +336,95 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
         progress.info(f"{n} pixels classified with {'+'.join(case)}")
     progress.info(f"map written to {out_map} ({pixels / seconds:.0f} pixels/s)")
     return summary
+
+
+def _classify_sharded(predictor, stack, grid, writer, out_map: str, progress: Progress, block_size: int,
+                      window) -> dict[tuple[str, ...], int]:
+    """Block i classified by rank i % world into that rank's temporary part (class codes and confidence, full grid,
+    sparse); rank 0 then writes every block, in the single-process order, through the same `ClassMapWriter`, so the
+    map is byte-identical to one process's. Every surviving rank deletes all the parts, whatever happened."""
+    from . import distributed
+    from .files import discard
+    from .predict import blocks, classify_scene
+
+    todo = list(blocks(grid.width, grid.height, block_size))
+    parts = distributed.part_paths(out_map)
+    try:
+        part = np.lib.format.open_memmap(parts[1 + distributed.rank()], "w+", np.float32, (2, grid.height, grid.width))
+
+        def keep(b) -> None:
+            rows, cols = b.classes.shape
+            part[0, b.yoff:b.yoff + rows, b.xoff:b.xoff + cols] = b.classes
+            part[1, b.yoff:b.yoff + rows, b.xoff:b.xoff + cols] = b.confidence
+
+        cases = classify_scene(predictor, stack, grid.width, grid.height, keep, progress, block_size, mask=window,
+                               todo=distributed.mine(todo))
+        part.flush()
+        del part
+        totals: dict[tuple[str, ...], int] = {}
+        for counts in distributed.all_objects(cases):   # also: every part is complete
+            for case, n in counts.items():
+                totals[case] = totals.get(case, 0) + n
+        if distributed.is_main():
+            done = [np.load(p, mmap_mode="r") for p in parts[1:]]
+            with writer() as out:
+                for i, (xoff, yoff, xs, ys) in enumerate(todo):
+                    block = done[i % len(done)][:, yoff:yoff + ys, xoff:xoff + xs]
+                    out.write(xoff, yoff, block[0].astype(np.uint8), block[1] if out.confidence_path else None)
+            del done
+        distributed.barrier()   # the map is published before any rank reports success
+    finally:
+        discard(parts)
+    return totals
+
+
+def classify_scenes(model_path: str, table: str, **options) -> list[dict]:
+    """Every scene of a scene table (`read_scene_table`) classified with one model; in a distributed run scene i
+    goes to rank i % world (each scene whole, by one rank). The summaries of all scenes, in table order."""
+    from . import distributed
+
+    scenes = read_scene_table(table)
+    done = [(i, classify(model_path, layers, out, confidence=conf, shard=False, **options))
+            for i, (layers, out, conf) in distributed.mine(list(enumerate(scenes)))]
+    return [summary for _, summary in sorted((pair for ranks in distributed.all_objects(done) for pair in ranks),
+                                             key=lambda pair: pair[0])]
+
+
+def read_scene_table(path: str) -> list[tuple[dict[str, str], str, str | None]]:
+    """A CSV with a header row: one column per modality (hs, lidar, sar...; an empty cell = that layer is missing in
+    that scene), `output` (the map) and optionally `confidence`; relative paths are relative to the table's folder.
+    Returns (modality -> path, output, confidence) per row."""
+    import csv
+    from pathlib import Path
+
+    folder = Path(path).resolve().parent
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise LvpcError(f"SCENES: cannot read '{path}' ({exc.strerror}); give a CSV file of scenes") from None
+    columns = list(rows[0]) if rows else []
+    if "output" not in columns:
+        raise LvpcError(f"SCENES: '{path}' needs a header row with an 'output' column and one column per modality "
+                        f"(e.g. hs,lidar,output), got {','.join(c for c in columns if c) or 'no rows'}")
+
+    def where(text: str) -> str:
+        return str(folder / text.strip())
+
+    scenes, outputs = [], set()
+    for n, row in enumerate(rows, start=2):
+        if None in row or None in row.values() or not row["output"].strip():
+            raise LvpcError(f"SCENES: line {n} of '{path}' has the wrong number of cells or no output; give one "
+                            "cell per column")
+        layers = {m.strip().lower(): where(p) for m, p in row.items()
+                  if m not in ("output", "confidence") and p.strip()}
+        check_modality_names(layers)
+        out, conf = where(row["output"]), where(row["confidence"]) if (row.get("confidence") or "").strip() else None
+        if out in outputs:
+            raise LvpcError(f"SCENES: line {n} of '{path}' writes {out} again; give each scene its own output")
+        outputs.add(out)
+        scenes.append((layers, out, conf))
+    return scenes
 
 
 def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource, *, fill: str = "prompts",
@@ -408,7 +510,7 @@ def evaluate_arrays(model, class_values: list[int], class_names: list[str], laye
 def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSource, available: list[str],
                   out_model: str, *, settings=None, progress: Progress | None = None) -> dict:
     """Adds (or retrains) the prompts of one absence case; nothing else in the model changes."""
-    from . import raster_io, sampling
+    from . import distributed, raster_io, sampling
     from .compatibility import ModelLayers
     from .model_file import load_model, save_model
     from .training import TrainSettings, resolve_device, seed_everything, train_stage2
@@ -416,6 +518,7 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
     progress = progress or SilentProgress()
     settings = settings or TrainSettings()
     check_options(settings.to_dict())
+    distributed.check_batch_size(settings.batch_size)
     # the one output that may be an input: a model updated in place, as the user asked by naming it twice
     check_outputs({"OUTPUT_MODEL": out_model}, {"MODEL": model_path, **_layers(modalities), **labels.inputs()},
                   replaceable={"MODEL"})
@@ -452,7 +555,9 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
     result = {"best_epoch": fit.best_epoch, "val_oa": _percent(fit.best_accuracy), "history": fit.history,
               "refit": refit}
     info.report.setdefault("stage2", {})["+".join(case)] = result
-    save_model(out_model, model, info)
+    distributed.barrier()
+    if distributed.is_main():
+        save_model(out_model, model, info)
     progress.set_progress(100.0)
     return {"case": "+".join(case), **result}
 
