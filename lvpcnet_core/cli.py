@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_layers(p)
     p.add_argument("--out", required=True, help="classified GeoTIFF to write (a .qml style is written beside it)")
     p.add_argument("--confidence", help="optional float32 GeoTIFF of the winning class probability")
+    p.add_argument("--probabilities", help="optional float32 GeoTIFF of every class's probability, one band per "
+                                           "class in the model's class order, named after the class")
     p.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax to classify, in the first layer's CRS")
     p.add_argument("--mask", help="raster (non-zero = classify) or polygon file limiting the area")
     p.add_argument("--block-size", type=_number("block_size"), default=256,
@@ -208,7 +210,7 @@ def _run(args: argparse.Namespace, progress: TqdmProgress):
         return {"model": args.out, "validation_oa": report["validation"], "seconds": round(report["seconds"], 1)}
     if args.command == "classify":
         return workflows.classify(args.model, _modalities(args.modality), args.out, confidence=args.confidence,
-                                  extent=args.extent, mask=args.mask, device=args.device, block_size=args.block_size,
+                                  probabilities=args.probabilities, extent=args.extent, mask=args.mask, device=args.device, block_size=args.block_size,
                                   fill=args.fill, threads=args.threads, progress=progress)
     if args.command == "evaluate":
         result = workflows.evaluate(args.model, _modalities(args.modality), _label_source(args), fill=args.fill,

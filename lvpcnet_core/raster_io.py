@@ -638,7 +638,8 @@ _GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEF
 
 
 class ClassMapWriter:
-    """A classified GeoTIFF (and optional confidence GeoTIFF) written block by block, published only on success.
+    """A classified GeoTIFF (and optional confidence and class-probability GeoTIFFs) written block by block,
+    published only on success.
 
     Files are written to temporary files of this run beside the targets and renamed onto them together, with the
     `.qml` style, when the `with` block ends normally (`files.publish`): a failed or cancelled run never leaves half a
@@ -646,7 +647,8 @@ class ClassMapWriter:
     """
 
     def __init__(self, path: str, grid: Grid, class_values: list[int], class_names: list[str],
-                 colors: list[tuple[int, int, int]], confidence_path: str | None = None):
+                 colors: list[tuple[int, int, int]], confidence_path: str | None = None,
+                 probabilities_path: str | None = None):
         if not len(class_values) == len(class_names) == len(colors):
             raise LvpcError(f"Class map {path}: {len(class_values)} class values, {len(class_names)} names and "
                             f"{len(colors)} colours must match one to one.")
@@ -657,34 +659,40 @@ class ClassMapWriter:
         self.class_values = [int(v) for v in class_values]
         self.class_names, self.colors = list(class_names), [tuple(int(c) for c in rgb) for rgb in colors]
         self.confidence_path = str(confidence_path) if confidence_path is not None else None
+        self.probabilities_path = str(probabilities_path) if probabilities_path is not None else None
         self._classes: gdal.Dataset | None = None
         self._confidence: gdal.Dataset | None = None
+        self._probabilities: gdal.Dataset | None = None
         self._partial: dict[str, str] = {}  # target -> this run's temporary file
         self._stamps: dict[str, tuple | None] = {}
         self._valid = np.zeros(256, dtype=bool)
         self._valid[[0, *self.class_values]] = True
 
     def _targets(self) -> list[str]:
-        return [p for p in (self.path, self.confidence_path) if p is not None]
+        return [p for p in (self.path, self.confidence_path, self.probabilities_path) if p is not None]
 
     @staticmethod
     def sidecars(path: str, style: bool) -> list[str]:
-        """The files written beside a map (`style`: with its `.qml`) or a confidence raster: GDAL's metadata."""
+        """The files written beside a map (`style`: with its `.qml`) or a confidence or probability raster: GDAL's
+        metadata."""
         return [path + ".aux.xml", *([qml_path(path)] if style else [])]
 
-    def _create(self, path: str, dtype: int, nodata: float) -> gdal.Dataset:
+    def _create(self, path: str, dtype: int, nodata: float, bands: int = 1) -> gdal.Dataset:
+        # one band after the other in the file: a block is written band by band without rewriting shared tiles
+        options = _GTIFF_OPTIONS + (["INTERLEAVE=BAND"] if bands > 1 else [])
         try:
             self._stamps[path] = stamp(path)
             self._partial[path] = temporary_beside(path, ".tif")
-            ds = gdal.GetDriverByName("GTiff").Create(self._partial[path], self.grid.width, self.grid.height, 1,
-                                                      dtype, _GTIFF_OPTIONS)
+            ds = gdal.GetDriverByName("GTiff").Create(self._partial[path], self.grid.width, self.grid.height, bands,
+                                                      dtype, options)
         except (OSError, RuntimeError) as exc:
             raise LvpcError(f"Cannot create the output {path} ({exc}): "
                             "check that its folder exists and is writable.") from exc
         ds.SetGeoTransform(self.grid.geotransform)
         if self.grid.crs_wkt:
             ds.SetProjection(self.grid.crs_wkt)
-        ds.GetRasterBand(1).SetNoDataValue(nodata)
+        for i in range(bands):
+            ds.GetRasterBand(i + 1).SetNoDataValue(nodata)
         return ds
 
     @_raising
@@ -703,14 +711,21 @@ class ClassMapWriter:
             band.SetCategoryNames(names)
             if self.confidence_path is not None:
                 self._confidence = self._create(self.confidence_path, gdal.GDT_Float32, float("nan"))
+            if self.probabilities_path is not None:
+                self._probabilities = self._create(self.probabilities_path, gdal.GDT_Float32, float("nan"),
+                                                   len(self.class_values))
+                for i, name in enumerate(self.class_names):
+                    self._probabilities.GetRasterBand(i + 1).SetDescription(name)
         except BaseException:
             self._discard()
             raise
         return self
 
     @_raising
-    def write(self, xoff: int, yoff: int, classes: np.ndarray, confidence: np.ndarray | None = None) -> None:
-        """Write a block of class codes (0 = nodata) and, when a confidence file is open, its confidences."""
+    def write(self, xoff: int, yoff: int, classes: np.ndarray, confidence: np.ndarray | None = None,
+              probabilities: np.ndarray | None = None) -> None:
+        """Write a block of class codes (0 = nodata) and, when those files are open, its confidences and its
+        (classes, rows, cols) class probabilities in the order of `class_values`."""
         if self._classes is None:
             raise RuntimeError("ClassMapWriter.write() called outside its `with` block")
         rows, cols = classes.shape
@@ -723,12 +738,19 @@ class ClassMapWriter:
                              "are not among the map's classes")
         if self._confidence is not None and confidence is None:
             raise ValueError("a confidence file is open: pass confidence for every block")
+        if self._probabilities is not None and (probabilities is None or
+                                                probabilities.shape != (len(self.class_values), rows, cols)):
+            raise ValueError(f"a probability file is open: pass ({len(self.class_values)}, {rows}, {cols}) "
+                             "probabilities for every block")
         try:
             self._classes.GetRasterBand(1).WriteArray(codes.astype(np.uint8), xoff, yoff)
             if self._confidence is not None:
                 conf = np.asarray(confidence, dtype=np.float32).copy()
                 conf[codes == 0] = np.nan
                 self._confidence.GetRasterBand(1).WriteArray(conf, xoff, yoff)
+            if self._probabilities is not None:
+                for i, band in enumerate(np.asarray(probabilities, dtype=np.float32)):
+                    self._probabilities.GetRasterBand(i + 1).WriteArray(np.where(codes == 0, np.nan, band), xoff, yoff)
         except RuntimeError as err:
             failure = str(err)
         else:
@@ -744,9 +766,11 @@ class ClassMapWriter:
         try:
             # A full disk shows up when GDAL flushes its cache: check it here, where it can still stop the rename.
             self._classes.FlushCache()
-            if self._confidence is not None:
-                self._confidence.FlushCache()
-            self._classes = self._confidence = None  # closes the files (and writes the .aux.xml with category names)
+            for ds in (self._confidence, self._probabilities):
+                if ds is not None:
+                    ds.FlushCache()
+            # closes the files (and writes the .aux.xml with category names)
+            self._classes = self._confidence = self._probabilities = None
         except RuntimeError as err:
             failure = str(err)  # kept as text: the exception's frames would keep the datasets open
         files: list[tuple[str | None, str]] = []
@@ -777,7 +801,7 @@ class ClassMapWriter:
         hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
         gdal.PushErrorHandler("CPLQuietErrorHandler")
         try:
-            self._classes = self._confidence = None
+            self._classes = self._confidence = self._probabilities = None
         finally:
             gdal.PopErrorHandler()
             sys.unraisablehook = hook

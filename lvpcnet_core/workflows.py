@@ -264,10 +264,11 @@ def validation_accuracy(model, samples, cases) -> dict:
 
 
 def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confidence: str | None = None,
-             extent: tuple[float, float, float, float] | None = None, mask: str | None = None, device: str = "auto",
+             probabilities: str | None = None, extent: tuple[float, float, float, float] | None = None, mask: str | None = None, device: str = "auto",
              block_size: int = 256, fill: str = "prompts", threads: int | None = None,
              progress: Progress | None = None) -> dict:
-    """Model + any subset of its modalities -> classified GeoTIFF (+ confidence), block by block."""
+    """Model + any subset of its modalities -> classified GeoTIFF (+ confidence, + one probability band per class),
+    block by block."""
     import torch
 
     from . import raster_io
@@ -278,11 +279,10 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
 
     progress = progress or SilentProgress()
     check_options({"block_size": block_size, "threads": threads})
-    check_outputs({"OUTPUT": out_map, "CONFIDENCE": confidence},
-                  {"MODEL": model_path, **_layers(modalities), "MASK": mask},
+    extras = {"CONFIDENCE": confidence, "OUTPUT_PROBABILITIES": probabilities}
+    check_outputs({"OUTPUT": out_map, **extras}, {"MODEL": model_path, **_layers(modalities), "MASK": mask},
                   sidecars={"OUTPUT": raster_io.ClassMapWriter.sidecars(out_map, style=True),
-                            "CONFIDENCE": raster_io.ClassMapWriter.sidecars(confidence, style=False) if confidence
-                            else []})
+                            **{k: raster_io.ClassMapWriter.sidecars(v, style=False) for k, v in extras.items() if v}})
     if threads:
         torch.set_num_threads(threads)
     model, info = load_model(model_path, resolve_device(device, log=progress.info))
@@ -299,15 +299,16 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
                          f" ({'learned prompts' if fill == 'prompts' else 'zero-filled'} for the missing modalities)"))
         predictor = ScenePredictor(model, info.class_values, fill=fill)
         with raster_io.ClassMapWriter(out_map, grid, info.class_values, info.class_names, info.colors,
-                                      confidence_path=confidence) as writer:
+                                      confidence_path=confidence, probabilities_path=probabilities) as writer:
             cases = classify_scene(
                 predictor, stack, grid.width, grid.height,
-                lambda b: writer.write(b.xoff, b.yoff, b.classes, b.confidence if confidence else None),
+                lambda b: writer.write(b.xoff, b.yoff, b.classes, b.confidence if confidence else None,
+                                       b.probabilities if probabilities else None),
                 progress, block_size,
                 mask=(lambda x, y, w, h: mask_reader[y:y + h, x:x + w]) if mask_reader is not None else None)
     seconds = time.perf_counter() - started
     pixels = grid.width * grid.height
-    summary = {"output": out_map, "confidence": confidence, "width": grid.width, "height": grid.height,
+    summary = {"output": out_map, "confidence": confidence, "probabilities": probabilities, "width": grid.width, "height": grid.height,
                "seconds": seconds, "pixels_per_second": pixels / seconds if seconds else None,
                "pixels_per_case": {"+".join(c): n for c, n in cases.items()}}
     for case, n in cases.items():

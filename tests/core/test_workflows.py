@@ -104,6 +104,36 @@ def test_block_size_does_not_change_the_map(trained, tmp_path):
     np.testing.assert_allclose(maps[1], maps[3], atol=1e-5)
 
 
+def test_probabilities_have_a_named_band_per_class_and_agree_with_the_map(trained, tmp_path):
+    """One band per class in the model's order, named after it; softmax values summing to 1 wherever the map has a
+    class, NaN where it has none (outside the mask), the band of the highest probability the map's class."""
+    scene, model, _ = trained
+    mask = np.ones((32, 32), np.uint8)
+    mask[:5, :] = 0
+    from lvpcnet_core.raster_io import write_raster
+    write_raster(str(tmp_path / "mask.tif"), mask, scene.grid)
+    out, probs = tmp_path / "map.tif", tmp_path / "probs.tif"
+    summary = workflows.classify(model, scene.paths, str(out), probabilities=str(probs),
+                                 confidence=str(tmp_path / "c.tif"), mask=str(tmp_path / "mask.tif"), block_size=13)
+    assert summary["probabilities"] == str(probs)
+    classes = gdal.Open(str(out)).ReadAsArray()
+    ds = gdal.Open(str(probs))
+    meta = read_metadata(model)
+    assert ds.RasterCount == len(meta["class_values"]) == 3
+    assert [ds.GetRasterBand(i + 1).GetDescription() for i in range(3)] == meta["class_names"]
+    assert all(ds.GetRasterBand(i + 1).DataType == gdal.GDT_Float32 for i in range(3))
+    assert ds.GetGeoTransform() == scene.grid.geotransform
+    p = ds.ReadAsArray()
+    valid = classes != 0
+    assert valid.sum() == 27 * 32 and not valid[:5].any()
+    assert np.isnan(p[:, ~valid]).all() and np.isfinite(p[:, valid]).all()
+    np.testing.assert_allclose(p[:, valid].sum(0), 1, atol=1e-5)
+    assert ((p[:, valid] >= 0) & (p[:, valid] <= 1)).all()
+    assert (np.array(meta["class_values"])[p[:, valid].argmax(0)] == classes[valid]).all()
+    confidence = gdal.Open(str(tmp_path / "c.tif")).ReadAsArray()
+    np.testing.assert_allclose(p[:, valid].max(0), confidence[valid], atol=1e-6)
+
+
 def test_evaluate_writes_paper_style_json(trained, tmp_path):
     scene, model, _ = trained
     out = tmp_path / "e.json"
@@ -153,7 +183,7 @@ def test_cancelled_classification_leaves_previous_map(trained, tmp_path):
     progress = SilentProgress()
     progress.cancel = True
     with pytest.raises(Cancelled):
-        workflows.classify(model, scene.paths, str(out), progress=progress)
+        workflows.classify(model, scene.paths, str(out), probabilities=str(tmp_path / "p.tif"), progress=progress)
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif"]
 
