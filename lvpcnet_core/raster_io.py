@@ -136,6 +136,13 @@ class Grid:
     def srs(self) -> osr.SpatialReference | None:
         return _srs(self.crs_wkt)
 
+    @_raising
+    def to_dict(self) -> dict:
+        """The grid as a model file keeps it (JSON), with its CRS's short name and units for people to read."""
+        return {"crs": _crs_label(self.crs_wkt), "crs_wkt": self.crs_wkt, "geotransform": list(self.geotransform),
+                "width": self.width, "height": self.height, "pixel_size": list(self.pixel_size),
+                "units": _units(self.crs_wkt)}
+
 
 def _srs(wkt: str) -> osr.SpatialReference | None:
     if not wkt:
@@ -351,6 +358,23 @@ class _Layer:
                          "or truncated, or it is a VRT whose source files are missing. Check it with "
                          "`gdalinfo -checksum`, or choose another file.")
 
+    def describe(self) -> dict:
+        """The file's name, band count, band descriptions and, when its metadata has them for every band, the
+        bands' wavelengths (GDAL's IMAGERY domain, or ENVI's `wavelength`)."""
+        ds = self._source or self.ds  # a warped VRT does not carry the bands' descriptions
+        bands = [ds.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
+        info = {"file": os.path.basename(str(self.path)), "bands": self.bands,
+                "band_names": [b.GetDescription() for b in bands]}
+        imagery = [b.GetMetadataItem("CENTRAL_WAVELENGTH_UM", "IMAGERY") for b in bands]
+        envi = [b.GetMetadataItem("wavelength") for b in bands]
+        for values, units in ((imagery, "um"), (envi, bands[0].GetMetadataItem("wavelength_units") or ds.GetMetadataItem("wavelength_units") or "")):
+            try:
+                wavelengths = [float(v) for v in values]
+            except (TypeError, ValueError):
+                continue
+            return {**info, "wavelengths": wavelengths, "wavelength_units": units}
+        return info
+
     def close(self) -> None:
         self.ds = self._source = None
 
@@ -413,6 +437,11 @@ class AlignedStack:
 
     def read_all(self) -> dict[str, np.ndarray]:
         return {name: self.read(name, 0, 0, self.grid.width, self.grid.height) for name in self._layers}
+
+    @_raising
+    def describe(self) -> dict[str, dict]:
+        """Every modality's file, bands and band names (`_Layer.describe`): what a model records of its layers."""
+        return {name: layer.describe() for name, layer in self._layers.items()}
 
     @_raising
     def close(self) -> None:

@@ -78,7 +78,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
 
     from . import language, raster_io, text_encoders
     from . import report as html
-    from .model_file import ModelInfo, save_model
+    from .model_file import ModelInfo, library_versions, save_model, utc_now
     from .training import TrainSettings, resolve_device
 
     progress = progress or SilentProgress()
@@ -95,6 +95,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     with raster_io.AlignedStack(modalities, log=progress.info) as stack:
         arrays = stack.read_all()
         grid = stack.grid
+        layers = stack.describe()
     label_image, values, names = _labels_on_grid(labels, grid, progress.info)
     names = [class_names.get(v, n) for v, n in zip(values, names)] if class_names else names
     palette = raster_io.default_colors(len(values))
@@ -107,7 +108,8 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     encoder = text_encoders.load_text_encoder(text_encoder, log=progress.info) if settings.language else None
     model, report = fit_arrays(arrays, label_image, values, names, table, encoder, settings, progress)
     report.update(seconds=time.perf_counter() - started, grid={"width": grid.width, "height": grid.height})
-    info = ModelInfo(values, names, palette, table.to_dict(), report["text_encoder"], report)
+    info = ModelInfo(values, names, palette, table.to_dict(), report["text_encoder"], report, grid=grid.to_dict(),
+                     layers=layers, versions=library_versions(), created=utc_now())
     save_model(out_model, model, info)
     progress.set_progress(100.0)
     progress.info(f"model written to {out_model} ({report['seconds']:.0f} s)")

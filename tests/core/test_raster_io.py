@@ -182,6 +182,28 @@ def test_extent_crops_the_reference_to_whole_pixels(tmp_path: Path, ref: tuple[s
         AlignedStack(sources, extent=(0.0, 0.0, 10.0, 10.0))
 
 
+def test_stack_describes_its_layers_bands_and_wavelengths_for_the_model_file(tmp_path: Path,
+                                                                             ref: tuple[str, Grid]) -> None:
+    """Band descriptions and the IMAGERY wavelengths are read from the file, also for a layer that is warped; a layer
+    without wavelengths on every band records none; the grid as a dict keeps what rebuilds it."""
+    coarse = utm_grid(res=20.0, width=20, height=15)
+    path = str(tmp_path / "coarse.tif")
+    write_raster(path, np.ones((3, 15, 20), np.float32), coarse)
+    ds = gdal.Open(path, gdal.GA_Update)
+    for i, (name, um) in enumerate((("B4 red", 0.665), ("B8 nir", 0.842), ("B11 swir", 1.61))):
+        ds.GetRasterBand(i + 1).SetDescription(name)
+        ds.GetRasterBand(i + 1).SetMetadataItem("CENTRAL_WAVELENGTH_UM", str(um), "IMAGERY")
+    ds = None
+    with AlignedStack({"lidar": ref[0], "hs": path}, log=lambda m: None) as stack:
+        described = stack.describe()
+        grid = stack.grid.to_dict()
+    assert described["hs"] == {"file": "coarse.tif", "bands": 3, "band_names": ["B4 red", "B8 nir", "B11 swir"],
+                               "wavelengths": [0.665, 0.842, 1.61], "wavelength_units": "um"}
+    assert described["lidar"] == {"file": "ref.tif", "bands": 2, "band_names": ["", ""]}
+    assert Grid(grid["crs_wkt"], tuple(grid["geotransform"]), grid["width"], grid["height"]) == ref[1]
+    assert grid["crs"] == "EPSG:32633" and grid["units"] == "m" and grid["pixel_size"] == [10.0, 10.0]
+
+
 def test_reference_can_be_another_modality(tmp_path: Path, ref: tuple[str, Grid]) -> None:
     path = str(tmp_path / "coarse.tif")
     write_raster(path, np.ones((15, 20), np.float32), utm_grid(20.0, 20, 15))
