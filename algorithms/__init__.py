@@ -5,6 +5,8 @@ from .classify import ClassifyAlgorithm
 from .describeclasses import DescribeClassesAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .learnprompts import LearnPromptsAlgorithm
+from .modelinfo import ModelInfoAlgorithm
 from .train import TrainAlgorithm
 
-ALGORITHMS = [DescribeClassesAlgorithm, TrainAlgorithm, ClassifyAlgorithm, EvaluateAlgorithm, LearnPromptsAlgorithm]
+ALGORITHMS = [DescribeClassesAlgorithm, TrainAlgorithm, ClassifyAlgorithm, EvaluateAlgorithm, LearnPromptsAlgorithm,
+              ModelInfoAlgorithm]

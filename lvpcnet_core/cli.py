@@ -1,4 +1,4 @@
-"""Command line for machines without QGIS: `python -m lvpcnet_core train|classify|evaluate|prompts|describe|demo`."""
+"""Command line for machines without QGIS: `python -m lvpcnet_core train|classify|evaluate|prompts|info|describe|demo`."""
 from __future__ import annotations
 
 import argparse
@@ -168,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--available", required=True, help="comma-separated modalities available in the case, e.g. lidar")
     p.add_argument("--out", required=True, help="model file to write (may be --model to update it in place)")
 
+    p = sub.add_parser("info", help="what a model file holds: classes, sensors and bands, training grid, absence "
+                                    "cases and their validation accuracy, settings, versions, training date")
+    p.add_argument("model", help=".lvpc model file (only its metadata is read)")
+    p.add_argument("--json", help="write the information to this JSON file")
+    p.add_argument("--html", help="write it as an HTML page")
+
     p = sub.add_parser("describe", help="write the editable class-description table (language priors)")
     p.add_argument("--classes", help="comma-separated class names")
     p.add_argument("--modalities", default="hs,lidar", help="comma-separated modality names (default %(default)s)")
@@ -222,6 +228,11 @@ def _run(args: argparse.Namespace, progress: TqdmProgress):
         return workflows.learn_prompts(args.model, _modalities(args.modality), _label_source(args),
                                        [a.strip().lower() for a in args.available.split(",") if a.strip()],
                                        args.out, settings=settings, progress=progress)
+    if args.command == "info":
+        from .report import model_summary
+
+        print(model_summary(workflows.model_information(args.model, json_path=args.json, html_path=args.html)))
+        return None
     if args.command == "describe":
         classes = [c.strip() for c in (args.classes or "").split(",") if c.strip()]
         modalities = [m.strip().lower() for m in args.modalities.split(",") if m.strip()]

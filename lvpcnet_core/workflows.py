@@ -1,4 +1,4 @@
-"""The five jobs of LVPC, as the command line and the QGIS algorithms call them.
+"""The jobs of LVPC, as the command line and the QGIS algorithms call them.
 
 Each function takes file paths and plain options, reports through a `Progress`, raises `LvpcError` for
 anything the user can fix, and writes its outputs atomically (nothing half-written, nothing of the user's
@@ -447,6 +447,66 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
     save_model(out_model, model, info)
     progress.set_progress(100.0)
     return {"case": "+".join(case), **result}
+
+
+def model_information(model_path: str, *, json_path: str | None = None, html_path: str | None = None) -> dict:
+    """What a model file holds, read from its metadata alone (no weights, no network, nothing downloaded): classes
+    and colours, sensors and bands, training grid, absence cases with their validation accuracy, settings, text
+    encoder, library versions and training date; optionally as JSON and HTML. Keys a model trained before they were
+    recorded lacks are None."""
+    import math
+
+    from . import report as html
+    from .model_file import read_metadata
+    from .prompts import parse_case_key
+
+    check_outputs({"OUTPUT_JSON": json_path, "OUTPUT_HTML": html_path}, {"MODEL": model_path})
+    meta = read_metadata(model_path)
+    config, report = meta["config"], meta.get("report", {})
+    validation, stage2 = report.get("validation", {}), report.get("stage2", {})
+    cases: dict[str, dict] = {}
+    for key in meta["cases"]:
+        available, missing = parse_case_key(key)
+        name = "+".join(available)
+        cases.setdefault(name, {"available": list(available), "missing": []})["missing"].append(missing)
+    for name, case in cases.items():
+        fit = stage2.get(name, {})
+        # a case added by learn_prompts has no entry in `validation`: its best epoch's accuracy is the same measure
+        case.update(validation_oa=validation.get(f"{name}|prompts", fit.get("val_oa")),
+                    validation_oa_zero_filled=validation.get(f"{name}|zeros"), best_epoch=fit.get("best_epoch"))
+    grid = meta.get("grid") or None
+    scored = [(case["validation_oa"], name) for name, case in cases.items() if case["validation_oa"] is not None]
+    best, worst = (max(scored), min(scored)) if scored else ((None, None), (None, None))
+    layers = meta.get("layers", {})
+    info = {
+        "model": os.path.basename(model_path), "format_version": meta["format_version"],
+        "classes": [{"value": v, "name": n, "color": "#{:02x}{:02x}{:02x}".format(*c)}
+                    for v, n, c in zip(meta["class_values"], meta["class_names"], meta["colors"])],
+        "modalities": [{"name": m, "bands": config["bands"][m], "file": layers.get(m, {}).get("file"),
+                        "band_names": layers.get(m, {}).get("band_names"),
+                        "wavelengths": layers.get(m, {}).get("wavelengths"),
+                        "wavelength_units": layers.get(m, {}).get("wavelength_units")} for m in config["modalities"]],
+        "grid": grid,
+        "validation_oa": validation.get(f"{'+'.join(config['modalities'])}|prompts",
+                                        report.get("stage1", {}).get("val_oa")),
+        "cases": [{"name": name, **case} for name, case in cases.items()],
+        "text_encoder": meta["text_encoder"],
+        "settings": report.get("settings") or None,
+        "network": {k: v for k, v in config.items() if k not in ("modalities", "bands", "n_classes")},
+        "training": {k: report.get(k) for k in ("n_train", "n_val", "class_counts", "device", "refit", "seconds")},
+        "versions": meta.get("versions") or None,
+        "created": meta.get("created") or None,
+    }
+    info["summary"] = {
+        "n_classes": len(info["classes"]), "n_modalities": len(config["modalities"]), "n_cases": len(cases),
+        "pixel_size": math.sqrt(abs(grid["geotransform"][1] * grid["geotransform"][5])) if grid else None,
+        "validation_oa": info["validation_oa"], "best_case": best[1], "best_case_oa": best[0],
+        "worst_case": worst[1], "worst_case_oa": worst[0]}
+    if json_path:
+        write_json(json_path, info)
+    if html_path:
+        html.write_html(html_path, html.model_report(info), "OUTPUT_HTML")
+    return info
 
 
 def describe(classes: list[str], modalities: list[str], out_path: str,

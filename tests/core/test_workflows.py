@@ -1,4 +1,6 @@
 """The engine's jobs end to end on small synthetic GeoTIFFs: train -> classify -> evaluate -> learn prompts."""
+import datetime
+import importlib.metadata
 import json
 import pathlib
 
@@ -10,8 +12,13 @@ from osgeo import gdal
 from lvpcnet_core import workflows
 from lvpcnet_core.model_file import load_model, read_metadata
 from lvpcnet_core.progress import Cancelled, LvpcError, SilentProgress
+from lvpcnet_core.raster_io import Grid
+from lvpcnet_core.report import model_summary
 from lvpcnet_core.synthetic import make_scene
 from lvpcnet_core.training import TrainSettings
+from tests.core.test_bad_input import model_metadata, with_metadata
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 FAST = TrainSettings(epochs_stage1=15, epochs_stage2=6, batch_size=64, patch_size=5, width=16, depth=2, heads=2,
                      learning_rate=3e-3, patience=0)
@@ -42,6 +49,72 @@ def test_train_writes_a_complete_model(trained):
     assert set(meta["descriptions"]["modalities"]) == {"hs", "lidar"}
     assert meta["text_encoder"] == "minilm"
     assert report["validation"]["hs+lidar|prompts"] > 80
+
+
+def test_train_records_grid_layers_versions_and_date(trained):
+    """What a later run needs to know of the training (grid, bands) and what explains a model (versions, date)."""
+    scene, model, _ = trained
+    meta = read_metadata(model)
+    grid = meta["grid"]
+    assert Grid(grid["crs_wkt"], tuple(grid["geotransform"]), grid["width"], grid["height"]) == Grid.from_dataset(
+        gdal.Open(scene.paths["hs"]))
+    assert grid["crs"] == "EPSG:32633" and (grid["width"], grid["height"]) == (32, 32)
+    assert {m: layer["bands"] for m, layer in meta["layers"].items()} == meta["config"]["bands"]
+    assert {m: layer["file"] for m, layer in meta["layers"].items()} == {
+        m: pathlib.Path(p).name for m, p in scene.paths.items()}
+    plugin = next(line.split("=", 1)[1] for line in (REPO / "metadata.txt").read_text().splitlines()
+                  if line.startswith("version="))
+    assert meta["versions"] | {"python": None} == {
+        "lvpc_plugin": plugin, "python": None, "torch": torch.__version__, "numpy": np.__version__,
+        "gdal": gdal.__version__, "open_clip": importlib.metadata.version("open_clip_torch"),
+        "safetensors": importlib.metadata.version("safetensors")}
+    created = datetime.datetime.fromisoformat(meta["created"])
+    assert created.utcoffset() == datetime.timedelta(0)
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - created) < datetime.timedelta(hours=2)
+
+
+def test_model_information_reads_the_metadata_into_json_and_html(trained, tmp_path):
+    scene, model, report = trained
+    meta = read_metadata(model)
+    info = workflows.model_information(model, json_path=str(tmp_path / "i.json"), html_path=str(tmp_path / "i.html"))
+    assert json.loads((tmp_path / "i.json").read_text()) == info
+    assert [(c["value"], c["name"], c["color"]) for c in info["classes"]] == [
+        (v, n, "#%02x%02x%02x" % tuple(c)) for v, n, c in zip(meta["class_values"], meta["class_names"], meta["colors"])]
+    assert [(m["name"], m["bands"], m["file"]) for m in info["modalities"]] == [
+        (m, meta["config"]["bands"][m], pathlib.Path(scene.paths[m]).name) for m in ("hs", "lidar")]
+    assert info["grid"] == meta["grid"] and info["created"] == meta["created"] and info["text_encoder"] == "minilm"
+    assert info["settings"] == meta["report"]["settings"] and info["settings"]["epochs_stage1"] == 15
+    oa = report["validation"]
+    assert info["validation_oa"] == oa["hs+lidar|prompts"]
+    assert [(c["name"], c["missing"], c["validation_oa"], c["validation_oa_zero_filled"]) for c in info["cases"]] == [
+        ("hs", ["lidar"], oa["hs|prompts"], oa["hs|zeros"]), ("lidar", ["hs"], oa["lidar|prompts"], oa["lidar|zeros"])]
+    best, worst = sorted([("hs", oa["hs|prompts"]), ("lidar", oa["lidar|prompts"])], key=lambda c: c[1])[::-1]
+    assert info["summary"] == {"n_classes": 3, "n_modalities": 2, "n_cases": 2, "pixel_size": scene.grid.resolution,
+                               "validation_oa": oa["hs+lidar|prompts"], "best_case": best[0], "best_case_oa": best[1],
+                               "worst_case": worst[0], "worst_case_oa": worst[1]}
+    html = (tmp_path / "i.html").read_text(encoding="utf-8")
+    for text in (*meta["class_names"], info["classes"][0]["color"], "Training grid", "32 x 32 pixels",
+                 torch.__version__, meta["created"], f"{oa['lidar|prompts']:.2f}"):
+        assert text in html
+    assert "not recorded" not in html
+
+
+def test_model_information_of_a_model_from_before_the_grid_was_recorded(trained, tmp_path):
+    """An older model file (no grid, layers, versions, date) still loads and classifies; its information says
+    "not recorded" where it has nothing to say."""
+    scene, model, _ = trained
+    meta = model_metadata(pathlib.Path(model))
+    old = with_metadata(pathlib.Path(model), tmp_path / "old.lvpc",
+                        {k: v for k, v in meta.items() if k not in ("grid", "layers", "versions", "created")})
+    _, loaded = load_model(old)
+    assert (loaded.grid, loaded.layers, loaded.versions, loaded.created) == ({}, {}, {}, "")
+    workflows.classify(str(old), {"lidar": scene.paths["lidar"]}, str(tmp_path / "map.tif"))
+    info = workflows.model_information(str(old), html_path=str(tmp_path / "old.html"))
+    assert info["grid"] is info["versions"] is info["created"] is info["summary"]["pixel_size"] is None
+    assert [(m["bands"], m["file"], m["band_names"]) for m in info["modalities"]] == [(8, None, None), (1, None, None)]
+    assert info["summary"]["n_cases"] == 2 and info["cases"][0]["validation_oa"] is not None
+    assert "Training grid: not recorded" in (tmp_path / "old.html").read_text(encoding="utf-8")
+    assert "training grid: not recorded" in model_summary(info)
 
 
 def test_train_validates_on_separate_areas_and_logs_it(training_run):

@@ -1,4 +1,4 @@
-"""train, classify, evaluate and learnprompts through processing.run in a headless QGIS, on a small scene.
+"""train, classify, evaluate, learnprompts and modelinfo through processing.run in headless QGIS, on a small scene.
 
 One model is trained per module (a few seconds with tiny epochs) and reused by the other tests.
 """
@@ -220,6 +220,34 @@ def test_learnprompts_writes_a_new_model_and_keeps_the_old(lvpc_plugin, trained,
     meta = read_metadata(out)
     assert meta["report"]["stage2"]["lidar"]["best_epoch"] == 1
     assert meta["class_names"] == read_metadata(trained[0])["class_names"]
+
+
+def test_modelinfo_outputs_numbers_report_and_json(lvpc_plugin, trained, scene: Scene, tmp_path: Path) -> None:
+    """The model's metadata through processing: the numbers for the model builder, the same in the JSON, an HTML page
+    with the classes of the ROI layer's style and the training grid; nothing but the MODEL is needed."""
+    from lvpcnet_core.model_file import read_metadata
+
+    model = trained[0]
+    results, _, feedback = run("lvpc:modelinfo", {"MODEL": str(model), "OUTPUT_HTML": str(tmp_path / "model.html"),
+                                                 "OUTPUT_JSON": str(tmp_path / "model.json")})
+    info = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
+    meta = read_metadata(model)
+    validation = meta["report"]["validation"]
+    assert {k: results[k] for k in ("N_CLASSES", "N_MODALITIES", "N_CASES", "PIXEL_SIZE")} == {
+        "N_CLASSES": 3, "N_MODALITIES": 2, "N_CASES": 2, "PIXEL_SIZE": 10}
+    assert results["VALIDATION_OA"] == validation["hs+lidar|prompts"]
+    cases = {c: validation[f"{c}|prompts"] for c in ("hs", "lidar")}
+    assert (results["BEST_CASE_OA"], results["WORST_CASE_OA"]) == (max(cases.values()), min(cases.values()))
+    assert results["BEST_CASE"] in cases and results["WORST_CASE"] in cases
+    assert info["summary"] == {"n_classes": 3, "n_modalities": 2, "n_cases": 2, "pixel_size": 10.0,
+                               "validation_oa": results["VALIDATION_OA"], "best_case": results["BEST_CASE"],
+                               "best_case_oa": results["BEST_CASE_OA"], "worst_case": results["WORST_CASE"],
+                               "worst_case_oa": results["WORST_CASE_OA"]}
+    assert info["grid"]["width"] == SIZE and info["modalities"][0]["file"] == Path(scene.hs).name
+    html = Path(results["OUTPUT_HTML"]).read_text(encoding="utf-8")
+    assert all(STYLE[c][0] in html for c in CLASSES) and "#%02x%02x%02x" % STYLE["water"][1] in html
+    assert f"{SIZE} x {SIZE} pixels" in html and "not recorded" not in html
+    assert any(m.startswith("training grid: ") for m in feedback.messages)
 
 
 def test_cancelled_classify_and_train_leave_no_output(lvpc_plugin, trained, scene: Scene, tmp_path: Path) -> None:

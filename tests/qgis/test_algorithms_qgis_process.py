@@ -1,4 +1,4 @@
-"""lvpc:train, lvpc:classify and lvpc:evaluate under the real qgis_process binary (QGIS's own Python), on files."""
+"""lvpc:train, classify, evaluate and modelinfo under the real qgis_process binary (QGIS's own Python), on files."""
 from __future__ import annotations
 
 import shutil
@@ -49,6 +49,10 @@ def test_train_classify_evaluate_with_json(qgis_process, tmp_path: Path) -> None
                                       CLASS_FIELD="class", DEVICE=1,
                                       OUTPUT_HTML=tmp_path / "accuracy.html")
     assert 0 <= evaluated["results"]["OA"] <= 100 and (tmp_path / "accuracy.html").is_file()
+
+    described = qgis_process.run_json("lvpc:modelinfo", MODEL=model, OUTPUT_HTML=tmp_path / "model.html")
+    assert described["results"]["N_CLASSES"] == 3 and described["results"]["N_CASES"] == 2
+    assert CLASSES[0] in (tmp_path / "model.html").read_text(encoding="utf-8")
 
 
 def test_train_without_torch_says_what_to_install(make_qgis_process, repo_root: Path, tmp_path: Path) -> None:
