@@ -206,17 +206,28 @@ def _classes_problem(meta: dict) -> str | None:
 
 
 def _provenance_problem(meta: dict) -> str | None:
-    """The training grid and layers, when recorded, are what `raster_io` wrote: another run may rely on them."""
+    """The training grid and layers, when recorded, are what `raster_io` wrote: another run and the model information
+    rely on them."""
     grid = meta.get("grid") or {}
-    if grid and not (type(grid.get("crs_wkt")) is str and type(grid.get("geotransform")) is list
-                     and len(grid["geotransform"]) == 6
-                     and all(type(v) in (int, float) for v in grid["geotransform"])
+    if grid and not (all(type(grid.get(k)) is str for k in ("crs", "crs_wkt", "units"))
+                     and _numbers(grid.get("geotransform"), 6) and _numbers(grid.get("pixel_size"), 2)
                      and not _SIZE.problem(grid.get("width")) and not _SIZE.problem(grid.get("height"))):
-        return "'grid' is not a training grid (crs_wkt, a geotransform of 6 numbers, width and height)"
-    layers = meta.get("layers") or {}
-    if not set(layers) <= set(meta["config"]["modalities"]) or any(type(v) is not dict for v in layers.values()):
-        return f"'layers' describes {sorted(layers)}, not layers of the modalities {meta['config']['modalities']}"
+        return ("'grid' is not a training grid (crs, crs_wkt, units, a geotransform of 6 numbers, a pixel size of 2, "
+                "width and height)")
+    layers, bands = meta.get("layers") or {}, meta["config"]["bands"]
+    for m, layer in layers.items():
+        if not (m in bands and type(layer) is dict and type(layer.get("file")) is str and layer.get("bands") == bands[m]
+                and type(layer.get("band_names")) is list and len(layer["band_names"]) == bands[m]
+                and all(type(n) is str for n in layer["band_names"])
+                and ("wavelengths" not in layer or (_numbers(layer["wavelengths"], bands[m])
+                                                    and type(layer.get("wavelength_units")) is str))):
+            return (f"'layers' does not describe the {m} layer of the model (its file, {bands.get(m)} bands and their "
+                    "names)")
     return None
+
+
+def _numbers(values: object, n: int) -> bool:
+    return type(values) is list and len(values) == n and all(type(v) in (int, float) for v in values)
 
 
 def _cases_problem(meta: dict) -> str | None:

@@ -43,7 +43,9 @@ def test_training_grid_layers_versions_and_date_round_trip_and_are_checked(tmp_p
     assert loaded.versions["torch"] == torch.__version__ and set(loaded.versions) >= {"gdal", "numpy", "lvpc_plugin"}
     meta = model_metadata(path)
     for key, wrong in (("grid", {**grid, "geotransform": [0.0, 10.0]}), ("grid", {**grid, "width": 0}),
-                       ("layers", {"sar": {}})):
+                       ("grid", {k: v for k, v in grid.items() if k != "crs"}), ("layers", {"sar": {}}),
+                       ("layers", {"hs": {**layers["hs"], "band_names": ["a"]}}),
+                       ("layers", {"hs": {**layers["hs"], "wavelengths": [0.5] * 5}})):
         with pytest.raises(LvpcError, match=f"damaged: '{key}'"):
             read_metadata(with_metadata(path, tmp_path / "bad.lvpc", {**meta, key: wrong}))
 
