@@ -62,6 +62,7 @@ def test_train_classify_evaluate_round_trip(tmp_path):
 
 @pytest.mark.parametrize("args,expected", [
     (["classify", "--model", "nope.lvpc", "--modality", "hs=x.tif", "--out", "o.tif"], "MODEL"),
+    (["info", "nope.lvpc"], "MODEL: 'nope.lvpc' does not exist"),
     (["train", "--modality", "hs=a.tif", "--modality", "hs=b.tif", "--labels", "l.tif", "--out", "m.lvpc"], "twice"),
 ])
 def test_errors_are_one_line_and_exit_1(tmp_path, args, expected):
