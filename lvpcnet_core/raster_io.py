@@ -164,7 +164,10 @@ def _crs_label(wkt: str) -> str:
     srs = _srs(wkt)
     if srs is None:
         return "no CRS"
-    srs.AutoIdentifyEPSG()
+    try:
+        srs.AutoIdentifyEPSG()
+    except RuntimeError:
+        pass  # a CRS without an EPSG code (a custom projection, a local CS) goes by its name
     code, authority = srs.GetAuthorityCode(None), srs.GetAuthorityName(None)
     return f"{authority}:{code}" if code and authority else srs.GetName()
 

@@ -204,6 +204,19 @@ def test_stack_describes_its_layers_bands_and_wavelengths_for_the_model_file(tmp
     assert grid["crs"] == "EPSG:32633" and grid["units"] == "m" and grid["pixel_size"] == [10.0, 10.0]
 
 
+def test_a_crs_without_epsg_code_is_named_by_its_name(tmp_path: Path) -> None:
+    """GDAL raises when it finds no EPSG code for a CRS (a custom Lambert, a local CS): the layer is still read."""
+    srs = osr.SpatialReference()
+    srs.ImportFromProj4("+proj=lcc +lat_1=40 +lat_2=50 +lat_0=45 +lon_0=10 +datum=WGS84 +units=m")
+    grid = Grid(srs.ExportToWkt(), (0.0, 5.0, 0.0, 0.0, 0.0, -5.0), 4, 3)
+    path = str(tmp_path / "lcc.tif")
+    write_raster(path, np.ones((1, 3, 4), np.float32), grid)
+    messages: list[str] = []
+    with AlignedStack({"hs": path}, log=messages.append) as stack:
+        assert stack.grid.to_dict()["crs"] == srs.GetName() == "unknown"
+    assert messages == ["Reference grid from 'hs': 4 x 3 px at 5 m, unknown"]
+
+
 def test_reference_can_be_another_modality(tmp_path: Path, ref: tuple[str, Grid]) -> None:
     path = str(tmp_path / "coarse.tif")
     write_raster(path, np.ones((15, 20), np.float32), utm_grid(20.0, 20, 15))
