@@ -204,6 +204,19 @@ def test_stack_describes_its_layers_bands_and_wavelengths_for_the_model_file(tmp
     assert grid["crs"] == "EPSG:32633" and grid["units"] == "m" and grid["pixel_size"] == [10.0, 10.0]
 
 
+def test_envi_wavelengths_and_band_names_are_described(tmp_path: Path) -> None:
+    """ENVI headers give GDAL per-band `wavelength` and `wavelength_units` items (GDAL 3.6 has no IMAGERY domain)."""
+    ds = gdal.GetDriverByName("ENVI").Create(str(tmp_path / "hs.img"), 4, 3, 2, gdal.GDT_Float32)
+    ds.SetGeoTransform((0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+    ds = None
+    with open(tmp_path / "hs.hdr", "a", encoding="ascii") as header:
+        header.write("wavelength units = Nanometers\nwavelength = {450.0, 550.5}\nband names = {blue, green}\n")
+    with AlignedStack({"hs": str(tmp_path / "hs.img")}, log=lambda m: None) as stack:
+        described = stack.describe()["hs"]
+    assert described["wavelengths"] == [450.0, 550.5] and described["wavelength_units"] == "Nanometers"
+    assert described["band_names"][0].startswith("blue") and described["bands"] == 2
+
+
 def test_a_crs_without_epsg_code_is_named_by_its_name(tmp_path: Path) -> None:
     """GDAL raises when it finds no EPSG code for a CRS (a custom Lambert, a local CS): the layer is still read."""
     srs = osr.SpatialReference()
