@@ -249,6 +249,14 @@ def test_modelinfo_outputs_numbers_report_and_json(lvpc_plugin, trained, scene: 
     assert f"{SIZE} x {SIZE} pixels" in html and "not recorded" not in html
     assert any(m.startswith("training grid: ") for m in feedback.messages)
 
+    from tests.core.test_bad_input import model_metadata, with_metadata
+
+    recorded = ("grid", "layers", "versions", "created")
+    old = with_metadata(model, tmp_path / "old.lvpc", {k: v for k, v in model_metadata(model).items() if k not in recorded})
+    results, _, _ = run("lvpc:modelinfo", {"MODEL": str(old), "OUTPUT_HTML": str(tmp_path / "old.html")})
+    assert results["PIXEL_SIZE"] is None and results["N_CASES"] == 2
+    assert "Training grid: not recorded" in (tmp_path / "old.html").read_text(encoding="utf-8")
+
 
 def test_cancelled_classify_and_train_leave_no_output(lvpc_plugin, trained, scene: Scene, tmp_path: Path) -> None:
     from qgis.core import QgsProcessingException
