@@ -266,7 +266,8 @@ def validation_accuracy(model, samples, cases) -> dict:
 
 
 def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confidence: str | None = None,
-             probabilities: str | None = None, extent: tuple[float, float, float, float] | None = None, mask: str | None = None, device: str = "auto",
+             probabilities: str | None = None,
+             extent: tuple[float, float, float, float] | None = None, mask: str | None = None, device: str = "auto",
              block_size: int = 256, fill: str = "prompts", threads: int | None = None,
              progress: Progress | None = None) -> dict:
     """Model + any subset of its modalities -> classified GeoTIFF (+ confidence, + one probability band per class),
@@ -310,8 +311,8 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
                 mask=(lambda x, y, w, h: mask_reader[y:y + h, x:x + w]) if mask_reader is not None else None)
     seconds = time.perf_counter() - started
     pixels = grid.width * grid.height
-    summary = {"output": out_map, "confidence": confidence, "probabilities": probabilities, "width": grid.width, "height": grid.height,
-               "seconds": seconds, "pixels_per_second": pixels / seconds if seconds else None,
+    summary = {"output": out_map, "confidence": confidence, "probabilities": probabilities, "width": grid.width,
+               "height": grid.height, "seconds": seconds, "pixels_per_second": pixels / seconds if seconds else None,
                "pixels_per_case": {"+".join(c): n for c, n in cases.items()}}
     for case, n in cases.items():
         progress.info(f"{n} pixels classified with {'+'.join(case)}")
@@ -493,7 +494,8 @@ def model_information(model_path: str, *, json_path: str | None = None, html_pat
         "text_encoder": meta["text_encoder"],
         "settings": report.get("settings") or None,
         "network": {k: v for k, v in config.items() if k not in ("modalities", "bands", "n_classes")},
-        "training": {k: report.get(k) for k in ("n_train", "n_val", "class_counts", "device", "refit", "seconds")},
+        "training": {k: report[k] for k in ("n_train", "n_val", "class_counts", "device", "refit", "seconds")
+                     if k in report} or None,
         "versions": meta.get("versions") or None,
         "created": meta.get("created") or None,
     }
