@@ -119,6 +119,21 @@ class Grid:
                             "give an extent in the reference layer's CRS that covers part of it.")
         return self.window(c0, r0, c1 - c0, r1 - r0)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Grid:
+        """The grid `to_dict` wrote (a model's training grid)."""
+        return cls(data["crs_wkt"], tuple(float(v) for v in data["geotransform"]), int(data["width"]),
+                   int(data["height"]))
+
+    def on_lattice(self, lattice: Grid) -> Grid:
+        """This grid's extent in the pixels of `lattice` (north-up, same CRS): its origin and pixel size, the whole
+        pixels that cover this grid's bounds, so every layer of one scene gives the same grid."""
+        x0, px, _, y0, _, py = lattice.geotransform
+        xmin, ymin, xmax, ymax = self.bounds
+        c0, c1 = math.floor((xmin - x0) / px + _TOLERANCE), math.ceil((xmax - x0) / px - _TOLERANCE)
+        r0, r1 = math.floor((ymax - y0) / py + _TOLERANCE), math.ceil((ymin - y0) / py - _TOLERANCE)
+        return lattice.window(c0, r0, c1 - c0, r1 - r0)
+
     def offset_in(self, other: Grid) -> tuple[int, int] | None:
         """Pixel offset of this grid's origin on `other` when both share pixel size and pixel edges, else None.
 
@@ -402,7 +417,10 @@ class AlignedStack:
 
     @_raising
     def __init__(self, sources: dict[str, str], reference: str | None = None,
-                 extent: tuple[float, float, float, float] | None = None, log: Callable[[str], None] = print):
+                 extent: tuple[float, float, float, float] | None = None, log: Callable[[str], None] = print,
+                 lattice: Grid | None = None):
+        """`lattice`: a model's training grid; the stack is then read on its pixels over the reference layer's
+        extent (`Grid.on_lattice`), so a map of any subset of the training scene has the grid of the full map."""
         if not sources:
             raise LvpcError("No input layers: give at least one modality.")
         reference = reference if reference is not None else next(iter(sources))
@@ -412,8 +430,15 @@ class AlignedStack:
         ref_ds = _open(reference, sources[reference])
         native = Grid.from_dataset(ref_ds)
         ref_ds = None
-        self.grid = native.crop(extent) if extent is not None else native
-        log(f"Reference grid from '{reference}': {self.grid.width} x {self.grid.height} px at "
+        base, origin = native, f"'{reference}'"
+        if lattice is not None and not _same_crs(lattice.crs_wkt, native.crs_wkt):
+            log(f"Warning: layer '{reference}' is in {_crs_label(native.crs_wkt)}, the model was trained in "
+                f"{_crs_label(lattice.crs_wkt)}: the map is made on the grid of '{reference}', not on the training "
+                "grid; check that the layers are the scene you mean")
+        elif lattice is not None and lattice.north_up and native.north_up:
+            base, origin = native.on_lattice(lattice), f"the model's training pixels over '{reference}'"
+        self.grid = base.crop(extent) if extent is not None else base
+        log(f"Reference grid from {origin}: {self.grid.width} x {self.grid.height} px at "
             f"{self.grid.resolution:g} {_units(self.grid.crs_wkt)}, {_crs_label(self.grid.crs_wkt)}"
             + (f", cropped to extent {tuple(extent)}" if extent is not None else ""))
         self._layers: dict[str, _Layer] = {}

@@ -61,6 +61,13 @@ def _labels_on_grid(source: LabelSource, grid, log, known: dict[str, int] | None
     return labels, values, [f"class {v}" for v in values]
 
 
+def _lattice(info):
+    """The pixels a model's maps are made on: its training grid (None for models that did not record it)."""
+    from .raster_io import Grid
+
+    return Grid.from_dict(info.grid) if info.grid else None
+
+
 def write_json(path: str | os.PathLike, data: dict, parameter: str = "OUTPUT_JSON") -> None:
     """JSON written atomically, so a failed run leaves the old file."""
     from .files import atomic_output, json_value
@@ -289,11 +296,12 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
     if threads:
         torch.set_num_threads(threads)
     model, info = load_model(model_path, resolve_device(device, log=progress.info))
-    expects = ModelLayers.of_model(model)
+    expects = ModelLayers.of_model(model, info)
     available = expects.available(modalities, fill)
     started = time.perf_counter()
     ordered = {m: modalities[m] for m in available}
-    with raster_io.gdal_cache_limit(), raster_io.AlignedStack(ordered, extent=extent, log=progress.info) as stack:
+    with raster_io.gdal_cache_limit(), raster_io.AlignedStack(ordered, extent=extent, log=progress.info,
+                                                                         lattice=_lattice(info)) as stack:
         expects.check_bands(stack.bands)
         grid = stack.grid
         mask_reader = raster_io.read_mask(mask, grid) if mask else None
@@ -333,10 +341,10 @@ def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource
     check_outputs({"OUTPUT_JSON": json_path, "OUTPUT_HTML": html_path},
                   {"MODEL": model_path, **_layers(modalities), **reference.inputs()})
     model, info = load_model(model_path, resolve_device(device, log=progress.info))
-    expects = ModelLayers.of_model(model)
+    expects = ModelLayers.of_model(model, info)
     available = expects.available(modalities, fill)
     ordered = {m: modalities[m] for m in available}
-    with raster_io.AlignedStack(ordered, log=progress.info) as stack:
+    with raster_io.AlignedStack(ordered, log=progress.info, lattice=_lattice(info)) as stack:
         expects.check_bands(stack.bands)
         arrays = stack.read_all()
         grid = stack.grid
@@ -421,8 +429,9 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
     if not case or len(case) == len(model.cfg.modalities) or len(case) != len(set(available)):
         raise LvpcError(f"AVAILABLE must name one to {len(model.cfg.modalities) - 1} of the model's modalities "
                         f"({', '.join(model.cfg.modalities)}), got {', '.join(available) or 'none'}")
-    with raster_io.AlignedStack({m: modalities[m] for m in model.cfg.modalities}, log=progress.info) as stack:
-        ModelLayers.of_model(model).check_bands(stack.bands)
+    with raster_io.AlignedStack({m: modalities[m] for m in model.cfg.modalities}, log=progress.info,
+                                lattice=_lattice(info)) as stack:
+        ModelLayers.of_model(model, info).check_bands(stack.bands)
         arrays = stack.read_all()
         grid = stack.grid
     label_image, values, _ = _labels_on_grid(labels, grid, progress.info, dict(zip(info.class_names, info.class_values))

@@ -467,3 +467,31 @@ def test_polygons_smaller_than_a_pixel_burn_the_pixel_under_their_centre(tmp_pat
     labels, values, _ = rasterize_rois(path, "code", grid, log=messages.append)
     assert values == [1, 2] and labels[4, 3] == 1 and labels[9, 8] == 2 and np.count_nonzero(labels) == 2
     assert any("smaller than a pixel" in m for m in messages)
+
+
+def test_a_layer_on_the_training_lattice_covers_its_extent_with_the_training_pixels():
+    from lvpcnet_core.raster_io import Grid
+    from lvpcnet_core.synthetic import EPSG_32633
+
+    training = Grid(EPSG_32633, (500000.0, 10.0, 0.0, 5100000.0, 0.0, -10.0), 40, 40)
+    coarse = Grid(EPSG_32633, (500000.0, 20.0, 0.0, 5100000.0, 0.0, -20.0), 20, 20)  # same scene at 20 m
+    assert coarse.on_lattice(training) == training
+    # a part of the scene off the lattice by a fraction of a pixel: the training pixels that cover it
+    part = Grid(EPSG_32633, (500105.0, 30.0, 0.0, 5099895.0, 0.0, -30.0), 3, 2)
+    assert part.on_lattice(training) == Grid(EPSG_32633, (500100.0, 10.0, 0.0, 5099900.0, 0.0, -10.0), 10, 7)
+
+
+def test_layers_in_another_crs_than_training_are_read_on_their_own_grid_with_a_warning(tmp_path):
+    from lvpcnet_core.raster_io import AlignedStack, Grid
+    from lvpcnet_core.synthetic import EPSG_32633, make_scene
+
+    scene = make_scene(tmp_path, width=8, height=8)
+    other = osr.SpatialReference()
+    other.ImportFromEPSG(32634)
+    training = Grid(other.ExportToWkt(), (500000.0, 5.0, 0.0, 5100000.0, 0.0, -5.0), 16, 16)
+    messages = []
+    with AlignedStack(scene.paths, log=messages.append, lattice=training) as stack:
+        assert (stack.grid.geotransform, stack.grid.width) == (scene.grid.geotransform, scene.grid.width)
+    assert any(m.startswith("Warning: layer 'hs' is in EPSG:32633, the model was trained in EPSG:32634") for m in messages)
+    with AlignedStack(scene.paths, log=messages.append, lattice=Grid(EPSG_32633, training.geotransform, 16, 16)) as stack:
+        assert stack.grid.pixel_size == (5.0, 5.0) and (stack.grid.width, stack.grid.height) == (16, 16)

@@ -244,7 +244,8 @@ def test_missing_case_is_explained(trained, tmp_path):
 def test_wrong_band_count_names_the_layer(trained, tmp_path):
     scene, model, _ = trained
     other = make_scene(tmp_path, width=32, height=32, bands={"hs": 8, "lidar": 3})
-    with pytest.raises(LvpcError, match="LIDAR has 3 bands"):
+    with pytest.raises(LvpcError, match=r"LIDAR has 3 bands but the model was trained with 1 bands for LIDAR "
+                                         r"\(lidar.tif\)"):  # the training layer, as the model recorded it
         workflows.classify(model, other.paths, str(tmp_path / "x.tif"))
     assert not list(tmp_path.glob("x*"))
 

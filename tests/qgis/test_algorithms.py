@@ -157,7 +157,9 @@ def test_classify_full_and_lidar_only_loads_styled(lvpc_plugin, trained, scene: 
     lidar_only = tmp_path / "lidar_only.tif"
     run("lvpc:classify", {"MODEL": model, "LIDAR": str(scene.lidar), "DEVICE": 1, "OUTPUT": str(lidar_only)})
     ds = gdal.Open(str(lidar_only))
-    assert (ds.RasterXSize, ds.RasterYSize) == (SIZE // 2, SIZE // 2)  # the LIDAR grid: the first given layer
+    # trained on 10 m HS + 20 m LiDAR: the LiDAR-only map is made on the full map's 10 m grid, not at 20 m
+    assert (ds.RasterXSize, ds.RasterYSize) == (SIZE, SIZE)
+    assert ds.GetGeoTransform() == gdal.Open(str(out)).GetGeoTransform()
     assert set(np.unique(ds.ReadAsArray())) <= {1, 2, 3}
     assert lidar_only.with_suffix(".qml").is_file()
 
@@ -286,7 +288,7 @@ def test_layers_are_checked_against_the_model_before_the_run(lvpc_plugin, traine
     assert check("lvpc:classify", LIDAR=str(scene.lidar), **out)[0]
     bands = gdal.Open(str(scene.hs)).RasterCount
     assert check("lvpc:classify", HS=str(scene.lidar), **out) == (
-        False, f"layer HS has 1 bands but the model was trained with {bands} bands for HS: give the same kind of "
+        False, f"layer HS has 1 bands but the model was trained with {bands} bands for HS (hs.tif): give the same kind of "
                "image as in training")
     assert check("lvpc:evaluate", LIDAR=str(scene.lidar), SAR=str(scene.lidar), LABELS=str(scene.labels),
                  OUTPUT_HTML=str(tmp_path / "a.html")) == (
