@@ -60,7 +60,8 @@ class ClassifyAlgorithm(LvpcAlgorithm):
         self.add_model()
         self.add_modalities("Any of the model's layers: all of them for the best map, or only those you have.")
         self.add(QgsProcessingParameterExtent(self.EXTENT, "Extent", optional=True),
-                 "Classify only this rectangle. Empty: the whole first given layer (HS, else LIDAR, else SAR).")
+                 "Classify only this rectangle. Empty: the whole first given layer (HS, else LIDAR, else SAR), on the "
+                 "model's training pixels.")
         self.add(QgsProcessingParameterFeatureSource(self.MASK, "Mask polygons", [QgsProcessing.TypeVectorPolygon],
                                                      optional=True),
                  "Classify only inside these polygons; pixels outside get 0 (no class).")
