@@ -6,7 +6,8 @@ from .describeclasses import DescribeClassesAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .installdependencies import InstallDependenciesAlgorithm
 from .learnprompts import LearnPromptsAlgorithm
+from .modelinfo import ModelInfoAlgorithm
 from .train import TrainAlgorithm
 
 ALGORITHMS = [DescribeClassesAlgorithm, TrainAlgorithm, ClassifyAlgorithm, EvaluateAlgorithm, LearnPromptsAlgorithm,
-              InstallDependenciesAlgorithm]
+              InstallDependenciesAlgorithm, ModelInfoAlgorithm]

@@ -120,7 +120,8 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
         for key, (name, label) in MODALITIES.items():
             self.add(QgsProcessingParameterRasterLayer(name, label, optional=True),
                      f"{help_text} Layers on another CRS or pixel size are resampled onto the first given layer "
-                     "(the log says how). Must be a file that GDAL reads (GeoTIFF, ENVI, ...), not a web or database layer.")
+                     "(with a model: onto the model's training pixels over that layer, so every subset of the "
+                     "training scene gives the same grid; the log says how). Must be a file that GDAL reads (GeoTIFF, ENVI, ...), not a web or database layer.")
 
     def add_labels(self, purpose: str) -> None:
         """ROIS + CLASS_FIELD or LABELS: the training or reference labels (`purpose` words the help)."""

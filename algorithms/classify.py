@@ -1,4 +1,5 @@
-"""lvpc:classify: a model + any subset of its layers -> classified GeoTIFF (styled), optional confidence raster."""
+"""lvpc:classify: a model + any subset of its layers -> classified GeoTIFF (styled), optional confidence and class
+probability rasters."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,12 +54,14 @@ class ClassifyAlgorithm(LvpcAlgorithm):
     BLOCK_SIZE = "BLOCK_SIZE"
     OUTPUT = "OUTPUT"
     CONFIDENCE = "CONFIDENCE"
+    OUTPUT_PROBABILITIES = "OUTPUT_PROBABILITIES"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802 (QGIS API)
         self.add_model()
         self.add_modalities("Any of the model's layers: all of them for the best map, or only those you have.")
         self.add(QgsProcessingParameterExtent(self.EXTENT, "Extent", optional=True),
-                 "Classify only this rectangle. Empty: the whole first given layer (HS, else LIDAR, else SAR).")
+                 "Classify only this rectangle. Empty: the whole first given layer (HS, else LIDAR, else SAR), on the "
+                 "model's training pixels.")
         self.add(QgsProcessingParameterFeatureSource(self.MASK, "Mask polygons", [QgsProcessing.TypeVectorPolygon],
                                                      optional=True),
                  "Classify only inside these polygons; pixels outside get 0 (no class).")
@@ -72,6 +75,10 @@ class ClassifyAlgorithm(LvpcAlgorithm):
                                                          createByDefault=False),
                  "A float GeoTIFF with the probability of the chosen class (0-1) per pixel: low values show where "
                  "the map is unsure.")
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_PROBABILITIES, "Class probabilities",
+                                                         optional=True, createByDefault=False),
+                 "A float GeoTIFF with one band per class, named after it, in the model's class order: the "
+                 "probability (0-1) of that class per pixel; the bands of a pixel add up to 1.")
 
     def process(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: FeedbackProgress) -> dict[str, Any]:
@@ -80,8 +87,10 @@ class ClassifyAlgorithm(LvpcAlgorithm):
         layers = self.modalities(parameters, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         confidence = self.parameterAsOutputLayer(parameters, self.CONFIDENCE, context) or None
+        probabilities = self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context) or None
         workflows.classify(
             self.parameterAsFile(parameters, self.MODEL, context), layers, output, confidence=confidence,
+            probabilities=probabilities,
             extent=self._extent(parameters, context), mask=self._mask(parameters, context, feedback),
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             block_size=self.parameterAsInt(parameters, self.BLOCK_SIZE, context),
@@ -89,7 +98,7 @@ class ClassifyAlgorithm(LvpcAlgorithm):
         if context.willLoadLayerOnCompletion(output):
             post = LoadQmlStyle.alive[output] = LoadQmlStyle(str(Path(output).with_suffix(".qml")))
             context.layerToLoadOnCompletionDetails(output).setPostProcessor(post)
-        return {self.OUTPUT: output, self.CONFIDENCE: confidence}
+        return {self.OUTPUT: output, self.CONFIDENCE: confidence, self.OUTPUT_PROBABILITIES: probabilities}
 
     def _extent(self, parameters: dict[str, Any], context: QgsProcessingContext
                 ) -> tuple[float, float, float, float] | None:

@@ -1,4 +1,4 @@
-"""Command line for machines without QGIS: `python -m lvpcnet_core train|classify|evaluate|prompts|describe|demo`.
+"""Command line for machines without QGIS: `python -m lvpcnet_core train|classify|evaluate|prompts|info|describe|demo`.
 
 `torchrun --nproc-per-node N -m lvpcnet_core train|prompts|classify ...` runs the same commands on N processes
 (docs/scaling.md); only rank 0 shows progress and prints the result."""
@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "modality (empty cell = missing layer), 'output' and optionally 'confidence'; "
                                     "under torchrun the scenes are spread over the processes")
     p.add_argument("--confidence", help="optional float32 GeoTIFF of the winning class probability")
+    p.add_argument("--probabilities", help="optional float32 GeoTIFF of every class's probability, one band per "
+                                           "class in the model's class order, named after the class")
     p.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax to classify, in the first layer's CRS")
     p.add_argument("--mask", help="raster (non-zero = classify) or polygon file limiting the area")
     p.add_argument("--block-size", type=_number("block_size"), default=256,
@@ -171,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training(p)
     p.add_argument("--available", required=True, help="comma-separated modalities available in the case, e.g. lidar")
     p.add_argument("--out", required=True, help="model file to write (may be --model to update it in place)")
+
+    p = sub.add_parser("info", help="what a model file holds: classes, sensors and bands, training grid, absence "
+                                    "cases and their validation accuracy, settings, versions, training date")
+    p.add_argument("model", help=".lvpc model file (only its metadata is read)")
+    p.add_argument("--json", help="write the information to this JSON file")
+    p.add_argument("--html", help="write it as an HTML page")
 
     p = sub.add_parser("describe", help="write the editable class-description table (language priors)")
     p.add_argument("--classes", help="comma-separated class names")
@@ -232,14 +240,14 @@ def _run(args: argparse.Namespace, progress: TqdmProgress):
         options = dict(device=args.device, block_size=args.block_size, fill=args.fill, threads=args.threads,
                        progress=progress)
         if args.scenes:
-            if args.modality or args.out or args.confidence or args.extent or args.mask:
+            if args.modality or args.out or args.confidence or args.probabilities or args.extent or args.mask:
                 raise LvpcError("--scenes names every scene's layers and outputs: leave out --modality, --out, "
-                                "--confidence, --extent and --mask")
+                                "--confidence, --probabilities, --extent and --mask")
             return workflows.classify_scenes(args.model, args.scenes, **options)
         if not args.out:
             raise LvpcError("classify needs --out (the map to write), or --scenes (a CSV of scenes)")
         return workflows.classify(args.model, _modalities(args.modality), args.out, confidence=args.confidence,
-                                  extent=args.extent, mask=args.mask, **options)
+                                  probabilities=args.probabilities, extent=args.extent, mask=args.mask, **options)
     if args.command == "evaluate":
         result = workflows.evaluate(args.model, _modalities(args.modality), _label_source(args), fill=args.fill,
                                     device=args.device, json_path=args.json, html_path=args.html, progress=progress)
@@ -250,6 +258,11 @@ def _run(args: argparse.Namespace, progress: TqdmProgress):
         return workflows.learn_prompts(args.model, _modalities(args.modality), _label_source(args),
                                        [a.strip().lower() for a in args.available.split(",") if a.strip()],
                                        args.out, settings=settings, progress=progress)
+    if args.command == "info":
+        from .report import model_summary
+
+        print(model_summary(workflows.model_information(args.model, json_path=args.json, html_path=args.html)))
+        return None
     if args.command == "describe":
         classes = [c.strip() for c in (args.classes or "").split(",") if c.strip()]
         modalities = [m.strip().lower() for m in args.modalities.split(",") if m.strip()]

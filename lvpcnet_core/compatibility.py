@@ -5,7 +5,7 @@ layers' band counts, so the user hears the same message as the engine would give
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from .progress import LvpcError
@@ -14,21 +14,25 @@ from .prompts import case_key
 
 @dataclass(frozen=True)
 class ModelLayers:
-    """What a model expects of its layers: the modalities in its order, their band counts, its absence cases."""
+    """What a model expects of its layers: the modalities in its order, their band counts, its absence cases, and
+    the training layers' descriptions where the model recorded them (file, band names), to name them in messages."""
 
     modalities: tuple[str, ...]
     bands: Mapping[str, int]
     cases: frozenset[str]
+    layers: Mapping[str, dict] = field(default_factory=dict)
 
     @classmethod
     def of_metadata(cls, meta: dict) -> ModelLayers:
         """From `model_file.read_metadata` (no weights loaded)."""
         config = meta["config"]
-        return cls(tuple(config["modalities"]), dict(config["bands"]), frozenset(meta["cases"]))
+        return cls(tuple(config["modalities"]), dict(config["bands"]), frozenset(meta["cases"]),
+                   dict(meta.get("layers") or {}))
 
     @classmethod
-    def of_model(cls, model) -> ModelLayers:
-        return cls(tuple(model.cfg.modalities), dict(model.cfg.bands), frozenset(model.compensators))
+    def of_model(cls, model, info) -> ModelLayers:
+        """From a loaded model and its `ModelInfo`."""
+        return cls(tuple(model.cfg.modalities), dict(model.cfg.bands), frozenset(model.compensators), dict(info.layers))
 
     def available(self, given: Iterable[str], fill: str = "prompts") -> tuple[str, ...]:
         """The given modalities in the model's order; refused when the model does not know one, or has no prompts."""
@@ -51,7 +55,17 @@ class ModelLayers:
         for m, n in bands.items():
             if n != self.bands[m]:
                 raise LvpcError(f"layer {m.upper()} has {n} bands but the model was trained with {self.bands[m]} "
-                                f"bands for {m.upper()}: give the same kind of image as in training")
+                                f"bands for {m.upper()}{self._trained_on(m)}: give the same kind of image as in "
+                                "training")
+
+    def _trained_on(self, m: str) -> str:
+        """' (file: first band names, ..., last)' of the training layer, '' when the model did not record it."""
+        layer = self.layers.get(m)
+        if not layer:
+            return ""
+        names = [n for n in layer.get("band_names", []) if n]
+        shown = ", ".join(names if len(names) <= 4 else [*names[:3], "...", names[-1]])
+        return f" ({layer['file']}{': ' + shown if shown else ''})"
 
 
 def no_prompts(available: tuple[str, ...], missing: str) -> LvpcError:

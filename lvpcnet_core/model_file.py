@@ -2,13 +2,17 @@
 
 safetensors holds raw tensors and a string header only, so loading a model can never run code from the
 file (no pickle). The metadata carries the configuration, the classes, the language descriptions the
-text features came from, the absence cases and the training report.
+text features came from, the absence cases and the training report; models trained since issue 14 also keep the
+training grid, their layers' bands, the library versions and the training date (optional keys: older files load).
 """
 from __future__ import annotations
 
 import json
 import os
+import platform
 from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from importlib import metadata as packages
 from pathlib import Path
 
 import torch
@@ -34,12 +38,49 @@ class ModelInfo:
     descriptions: dict
     text_encoder: str
     report: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)       # the training grid, `raster_io.Grid.to_dict`; {} = not recorded
+    layers: dict = field(default_factory=dict)     # modality -> `raster_io.AlignedStack.describe` of its layer
+    versions: dict = field(default_factory=dict)   # `library_versions()` of the training run
+    created: str = ""                              # training date, UTC ISO 8601
     # What the training labels called each class (a ROI field's values): evaluate and learnprompts match the same
     # ROI layer by them, while `class_names` may be a style's display labels. None in older models: the names.
     class_keys: list[str] | None = None
 
     def keys(self) -> list[str]:
         return self.class_keys if self.class_keys is not None else self.class_names
+
+
+def library_versions() -> dict[str, str | None]:
+    """The versions a trained model depends on, to explain later why two models or runs differ (None: not found)."""
+    import numpy
+    from osgeo import gdal
+
+    def installed(name: str) -> str | None:
+        try:
+            return packages.version(name)
+        except packages.PackageNotFoundError:
+            return None
+
+    return {"lvpc_plugin": plugin_version(), "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "gdal": gdal.__version__, "open_clip": installed("open_clip_torch"),
+            "safetensors": installed("safetensors")}
+
+
+def plugin_version() -> str | None:
+    """The `version=` of the plugin's metadata.txt, when the engine runs from the plugin folder (None elsewhere)."""
+    from configparser import ConfigParser, Error
+
+    parser = ConfigParser(interpolation=None)
+    try:
+        parser.read(Path(__file__).resolve().parent.parent / "metadata.txt", encoding="utf-8")
+        return parser.get("general", "version", fallback=None)
+    except (Error, OSError, UnicodeDecodeError):
+        return None
+
+
+def utc_now() -> str:
+    """The moment as a model file keeps its training date: UTC, ISO 8601, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def save_model(path: str | os.PathLike, model: LVPCNet, info: ModelInfo) -> None:
@@ -53,6 +94,7 @@ def save_model(path: str | os.PathLike, model: LVPCNet, info: ModelInfo) -> None
         "class_values": info.class_values, "class_names": info.class_names,
         "colors": [list(c) for c in info.colors], "descriptions": info.descriptions,
         "text_encoder": info.text_encoder, "report": info.report,
+        "grid": info.grid, "layers": info.layers, "versions": info.versions, "created": info.created,
         **({"class_keys": info.class_keys} if info.class_keys is not None else {}),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -105,6 +147,9 @@ _CONFIG_LIMITS = {
 }
 _BANDS = Limit(1, 100000)
 _BYTE = Limit(0, 255)
+_SIZE = Limit(1, 10**9)
+# keys a model may lack: what training measured, and what models trained before issue 14 did not record
+_OPTIONAL = {"report": dict, "grid": dict, "layers": dict, "versions": dict, "created": str, "class_keys": list}
 # keys a model may lack: models written before the convolutional stem existed have none (it then has depth 0)
 _CONFIG_OPTIONAL = {"stem_depth": 0}
 
@@ -112,10 +157,10 @@ _CONFIG_OPTIONAL = {"stem_depth": 0}
 def _metadata_problem(meta: dict) -> str | None:
     """What is wrong with a model's metadata (None: nothing): every key present, of its type and in its range."""
     top = {"format_version": int, "config": dict, "cases": list, "class_values": list, "class_names": list,
-           "colors": list, "descriptions": dict, "text_encoder": str, "report": dict, "class_keys": list}
+           "colors": list, "descriptions": dict, "text_encoder": str, **_OPTIONAL}
     for key, kind in top.items():
         if key not in meta:
-            if key in ("report", "class_keys"):  # optional: what training measured, keys (older models: none)
+            if key in _OPTIONAL:
                 continue
             return f"its metadata has no '{key}'"
         if type(meta[key]) is not kind:
@@ -125,7 +170,8 @@ def _metadata_problem(meta: dict) -> str | None:
         return f"its metadata has unknown keys {unknown}"
     if meta["format_version"] < 1:
         return f"'format_version' is {meta['format_version']}, not a format version (1 to {VERSION})"
-    return _config_problem(meta["config"]) or _classes_problem(meta) or _cases_problem(meta)
+    return (_config_problem(meta["config"]) or _classes_problem(meta) or _cases_problem(meta)
+            or _provenance_problem(meta))
 
 
 def _config_problem(config: dict) -> str | None:
@@ -166,6 +212,31 @@ def _classes_problem(meta: dict) -> str | None:
     if any(type(c) is not list or len(c) != 3 or any(_BYTE.problem(v) for v in c) for c in meta["colors"]):
         return "'colors' are not all [red, green, blue] triples of 0 to 255"
     return None
+
+
+def _provenance_problem(meta: dict) -> str | None:
+    """The training grid and layers, when recorded, are what `raster_io` wrote: another run and the model information
+    rely on them."""
+    grid = meta.get("grid") or {}
+    if grid and not (all(type(grid.get(k)) is str for k in ("crs", "crs_wkt", "units"))
+                     and _numbers(grid.get("geotransform"), 6) and _numbers(grid.get("pixel_size"), 2)
+                     and not _SIZE.problem(grid.get("width")) and not _SIZE.problem(grid.get("height"))):
+        return ("'grid' is not a training grid (crs, crs_wkt, units, a geotransform of 6 numbers, a pixel size of 2, "
+                "width and height)")
+    layers, bands = meta.get("layers") or {}, meta["config"]["bands"]
+    for m, layer in layers.items():
+        if not (m in bands and type(layer) is dict and type(layer.get("file")) is str and layer.get("bands") == bands[m]
+                and type(layer.get("band_names")) is list and len(layer["band_names"]) == bands[m]
+                and all(type(n) is str for n in layer["band_names"])
+                and ("wavelengths" not in layer or (_numbers(layer["wavelengths"], bands[m])
+                                                    and type(layer.get("wavelength_units")) is str))):
+            return (f"'layers' does not describe the {m} layer of the model (its file, {bands.get(m)} bands and their "
+                    "names)")
+    return None
+
+
+def _numbers(values: object, n: int) -> bool:
+    return type(values) is list and len(values) == n and all(type(v) in (int, float) for v in values)
 
 
 def _cases_problem(meta: dict) -> str | None:
@@ -220,5 +291,6 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
     except Exception as exc:
         raise _damaged(name, f"its tensors cannot be read ({exc.__class__.__name__})") from None
     info = ModelInfo(meta["class_values"], meta["class_names"], [tuple(c) for c in meta["colors"]],
-                     meta["descriptions"], meta["text_encoder"], meta.get("report", {}), meta.get("class_keys"))
+                     meta["descriptions"], meta["text_encoder"], meta.get("report", {}), meta.get("grid", {}),
+                     meta.get("layers", {}), meta.get("versions", {}), meta.get("created", ""), meta.get("class_keys"))
     return model.to(device).eval(), info

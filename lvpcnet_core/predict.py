@@ -35,6 +35,7 @@ class BlockResult:
     yoff: int
     classes: np.ndarray        # (rows, cols) uint8 class codes, 0 = nodata
     confidence: np.ndarray     # (rows, cols) float32, NaN where nodata
+    probabilities: np.ndarray  # (classes, rows, cols) float32 softmax in the model's class order, NaN where nodata
     cases: dict[tuple[str, ...], int]
 
 
@@ -50,14 +51,28 @@ class ScenePredictor:
     def __init__(self, model: LVPCNet, class_values: list[int], fill: str = "prompts", chunk: int = 1024) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device
-        self.codes = torch.tensor(class_values, dtype=torch.uint8)
+        self.codes = np.asarray(class_values, dtype=np.uint8)
         self.fill, self.chunk = fill, chunk
         self.radius = model.cfg.patch_size // 2
 
-    @torch.no_grad()
     def predict_block(self, raw: dict[str, np.ndarray], valid_mask: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, ...], int]]:
-        """`raw`: modality -> (C, rows + 2r, cols + 2r) halo block (missing layers simply absent)."""
+        """Class codes (0 = nodata), the winning class's probability (NaN = nodata) and the pixels per case."""
+        probabilities, counts = self.predict_probabilities(raw, valid_mask)
+        return (*self.decide(probabilities), counts)
+
+    def decide(self, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(K, rows, cols) probabilities -> class codes (0 where NaN) and the winning probability (the confidence)."""
+        valid = np.isfinite(probabilities[0])
+        classes = np.where(valid, self.codes[probabilities.argmax(0)], 0).astype(np.uint8)
+        return classes, probabilities.max(0)
+
+    @torch.no_grad()
+    def predict_probabilities(self, raw: dict[str, np.ndarray], valid_mask: np.ndarray | None = None
+                              ) -> tuple[np.ndarray, dict[tuple[str, ...], int]]:
+        """(K, rows, cols) float32 softmax probabilities in the model's class order, NaN where nothing is classified.
+
+        `raw`: modality -> (C, rows + 2r, cols + 2r) halo block (missing layers simply absent)."""
         model, cfg, r = self.model, self.model.cfg, self.radius
         some = next(iter(raw.values()))
         rows, cols = some.shape[1] - 2 * r, some.shape[2] - 2 * r
@@ -74,8 +89,7 @@ class ScenePredictor:
                 code |= centre[m].astype(np.int64) << i
         if valid_mask is not None:
             code[~valid_mask] = 0
-        classes = np.zeros((rows, cols), dtype=np.uint8)
-        confidence = np.full((rows, cols), np.nan, dtype=np.float32)
+        probabilities = np.full((cfg.n_classes, rows, cols), np.nan, dtype=np.float32)
         maps = _LazyMaps(model, x)
         counts = {}
         for value in np.unique(code):
@@ -89,10 +103,9 @@ class ScenePredictor:
                 c_t = torch.from_numpy(pc[start:start + self.chunk]).to(self.device)
                 with autocast(self.device):
                     logits = self._logits(maps, available, r_t, c_t).float()
-                prob, best = F.softmax(logits, dim=1).max(1)
-                classes[pr[start:start + self.chunk], pc[start:start + self.chunk]] = self.codes[best.cpu()].numpy()
-                confidence[pr[start:start + self.chunk], pc[start:start + self.chunk]] = prob.cpu().numpy()
-        return classes, confidence, counts
+                probabilities[:, pr[start:start + self.chunk], pc[start:start + self.chunk]] = \
+                    F.softmax(logits, dim=1).cpu().numpy().T
+        return probabilities, counts
 
     def _logits(self, maps: "_LazyMaps", available: tuple[str, ...], rows: torch.Tensor, cols: torch.Tensor
                 ) -> torch.Tensor:
@@ -158,8 +171,8 @@ def classify_scene(predictor: ScenePredictor, source: BlockSource, width: int, h
             check_cancel(progress)
             raw, valid = pending.result()
             pending = pool.submit(read, todo[i + 1]) if i + 1 < len(todo) else None
-            classes, confidence, counts = predictor.predict_block(raw, valid)
-            write(BlockResult(block[0], block[1], classes, confidence, counts))
+            probabilities, counts = predictor.predict_probabilities(raw, valid)
+            write(BlockResult(block[0], block[1], *predictor.decide(probabilities), probabilities, counts))
             for case, n in counts.items():
                 totals[case] = totals.get(case, 0) + n
             progress.set_progress(100.0 * (i + 1) / len(todo))

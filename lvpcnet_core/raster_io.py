@@ -91,6 +91,21 @@ class Grid:
                             "give an extent in the reference layer's CRS that covers part of it.")
         return self.window(c0, r0, c1 - c0, r1 - r0)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Grid:
+        """The grid `to_dict` wrote (a model's training grid)."""
+        return cls(data["crs_wkt"], tuple(float(v) for v in data["geotransform"]), int(data["width"]),
+                   int(data["height"]))
+
+    def on_lattice(self, lattice: Grid) -> Grid:
+        """This grid's extent in the pixels of `lattice` (north-up, same CRS): its origin and pixel size, the whole
+        pixels that cover this grid's bounds, so every layer of one scene gives the same grid."""
+        x0, px, _, y0, _, py = lattice.geotransform
+        xmin, ymin, xmax, ymax = self.bounds
+        c0, c1 = math.floor((xmin - x0) / px + _TOLERANCE), math.ceil((xmax - x0) / px - _TOLERANCE)
+        r0, r1 = math.floor((ymax - y0) / py + _TOLERANCE), math.ceil((ymin - y0) / py - _TOLERANCE)
+        return lattice.window(c0, r0, c1 - c0, r1 - r0)
+
     def offset_in(self, other: Grid) -> tuple[int, int] | None:
         """Pixel offset of this grid's origin on `other` when both share pixel size and pixel edges, else None.
 
@@ -107,6 +122,13 @@ class Grid:
     @_raising
     def srs(self) -> osr.SpatialReference | None:
         return _srs(self.crs_wkt)
+
+    @_raising
+    def to_dict(self) -> dict:
+        """The grid as a model file keeps it (JSON), with its CRS's short name and units for people to read."""
+        return {"crs": _crs_label(self.crs_wkt), "crs_wkt": self.crs_wkt, "geotransform": list(self.geotransform),
+                "width": self.width, "height": self.height, "pixel_size": list(self.pixel_size),
+                "units": _units(self.crs_wkt)}
 
 
 def _srs(wkt: str) -> osr.SpatialReference | None:
@@ -129,7 +151,10 @@ def _crs_label(wkt: str) -> str:
     srs = _srs(wkt)
     if srs is None:
         return "no CRS"
-    srs.AutoIdentifyEPSG()
+    try:
+        srs.AutoIdentifyEPSG()
+    except RuntimeError:
+        pass  # a CRS without an EPSG code (a custom projection, a local CS) goes by its name
     code, authority = srs.GetAuthorityCode(None), srs.GetAuthorityName(None)
     return f"{authority}:{code}" if code and authority else srs.GetName()
 
@@ -323,6 +348,23 @@ class _Layer:
                          "or truncated, or it is a VRT whose source files are missing. Check it with "
                          "`gdalinfo -checksum`, or choose another file.")
 
+    def describe(self) -> dict:
+        """The file's name, band count, band descriptions and, when its metadata has them for every band, the
+        bands' wavelengths (GDAL's IMAGERY domain, or ENVI's `wavelength`)."""
+        ds = self._source or self.ds  # a warped VRT does not carry the bands' descriptions
+        bands = [ds.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
+        info = {"file": os.path.basename(str(self.path)), "bands": self.bands,
+                "band_names": [b.GetDescription() for b in bands]}
+        imagery = [b.GetMetadataItem("CENTRAL_WAVELENGTH_UM", "IMAGERY") for b in bands]
+        envi = [b.GetMetadataItem("wavelength") for b in bands]
+        for values, units in ((imagery, "um"), (envi, bands[0].GetMetadataItem("wavelength_units") or ds.GetMetadataItem("wavelength_units") or "")):
+            try:
+                wavelengths = [float(v) for v in values]
+            except (TypeError, ValueError):
+                continue
+            return {**info, "wavelengths": wavelengths, "wavelength_units": units}
+        return info
+
     def close(self) -> None:
         self.ds = self._source = None
 
@@ -347,7 +389,10 @@ class AlignedStack:
 
     @_raising
     def __init__(self, sources: dict[str, str], reference: str | None = None,
-                 extent: tuple[float, float, float, float] | None = None, log: Callable[[str], None] = print):
+                 extent: tuple[float, float, float, float] | None = None, log: Callable[[str], None] = print,
+                 lattice: Grid | None = None):
+        """`lattice`: a model's training grid; the stack is then read on its pixels over the reference layer's
+        extent (`Grid.on_lattice`), so a map of any subset of the training scene has the grid of the full map."""
         if not sources:
             raise LvpcError("No input layers: give at least one modality.")
         reference = reference if reference is not None else next(iter(sources))
@@ -357,8 +402,15 @@ class AlignedStack:
         ref_ds = _open(reference, sources[reference])
         native = Grid.from_dataset(ref_ds)
         ref_ds = None
-        self.grid = native.crop(extent) if extent is not None else native
-        log(f"Reference grid from '{reference}': {self.grid.width} x {self.grid.height} px at "
+        base, origin = native, f"'{reference}'"
+        if lattice is not None and not _same_crs(lattice.crs_wkt, native.crs_wkt):
+            log(f"Warning: layer '{reference}' is in {_crs_label(native.crs_wkt)}, the model was trained in "
+                f"{_crs_label(lattice.crs_wkt)}: the map is made on the grid of '{reference}', not on the training "
+                "grid; check that the layers are the scene you mean")
+        elif lattice is not None and lattice.north_up and native.north_up:
+            base, origin = native.on_lattice(lattice), f"the model's training pixels over '{reference}'"
+        self.grid = base.crop(extent) if extent is not None else base
+        log(f"Reference grid from {origin}: {self.grid.width} x {self.grid.height} px at "
             f"{self.grid.resolution:g} {_units(self.grid.crs_wkt)}, {_crs_label(self.grid.crs_wkt)}"
             + (f", cropped to extent {tuple(extent)}" if extent is not None else ""))
         self._layers: dict[str, _Layer] = {}
@@ -390,6 +442,11 @@ class AlignedStack:
 
     def read_all(self) -> dict[str, np.ndarray]:
         return {name: self.read(name, 0, 0, self.grid.width, self.grid.height) for name in self._layers}
+
+    @_raising
+    def describe(self) -> dict[str, dict]:
+        """Every modality's file, bands and band names (`_Layer.describe`): what a model records of its layers."""
+        return {name: layer.describe() for name, layer in self._layers.items()}
 
     @_raising
     def close(self) -> None:
@@ -645,7 +702,8 @@ _GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEF
 
 
 class ClassMapWriter:
-    """A classified GeoTIFF (and optional confidence GeoTIFF) written block by block, published only on success.
+    """A classified GeoTIFF (and optional confidence and class-probability GeoTIFFs) written block by block,
+    published only on success.
 
     Files are written to temporary files of this run beside the targets and renamed onto them together, with the
     `.qml` style, when the `with` block ends normally (`files.publish`): a failed or cancelled run never leaves half a
@@ -653,7 +711,8 @@ class ClassMapWriter:
     """
 
     def __init__(self, path: str, grid: Grid, class_values: list[int], class_names: list[str],
-                 colors: list[tuple[int, int, int]], confidence_path: str | None = None):
+                 colors: list[tuple[int, int, int]], confidence_path: str | None = None,
+                 probabilities_path: str | None = None):
         if not len(class_values) == len(class_names) == len(colors):
             raise LvpcError(f"Class map {path}: {len(class_values)} class values, {len(class_names)} names and "
                             f"{len(colors)} colours must match one to one.")
@@ -664,34 +723,40 @@ class ClassMapWriter:
         self.class_values = [int(v) for v in class_values]
         self.class_names, self.colors = list(class_names), [tuple(int(c) for c in rgb) for rgb in colors]
         self.confidence_path = str(confidence_path) if confidence_path is not None else None
+        self.probabilities_path = str(probabilities_path) if probabilities_path is not None else None
         self._classes: gdal.Dataset | None = None
         self._confidence: gdal.Dataset | None = None
+        self._probabilities: gdal.Dataset | None = None
         self._partial: dict[str, str] = {}  # target -> this run's temporary file
         self._stamps: dict[str, tuple | None] = {}
         self._valid = np.zeros(256, dtype=bool)
         self._valid[[0, *self.class_values]] = True
 
     def _targets(self) -> list[str]:
-        return [p for p in (self.path, self.confidence_path) if p is not None]
+        return [p for p in (self.path, self.confidence_path, self.probabilities_path) if p is not None]
 
     @staticmethod
     def sidecars(path: str, style: bool) -> list[str]:
-        """The files written beside a map (`style`: with its `.qml`) or a confidence raster: GDAL's metadata."""
+        """The files written beside a map (`style`: with its `.qml`) or a confidence or probability raster: GDAL's
+        metadata."""
         return [path + ".aux.xml", *([qml_path(path)] if style else [])]
 
-    def _create(self, path: str, dtype: int, nodata: float) -> gdal.Dataset:
+    def _create(self, path: str, dtype: int, nodata: float, bands: int = 1) -> gdal.Dataset:
+        # one band after the other in the file: a block is written band by band without rewriting shared tiles
+        options = _GTIFF_OPTIONS + (["INTERLEAVE=BAND"] if bands > 1 else [])
         try:
             self._stamps[path] = stamp(path)
             self._partial[path] = temporary_beside(path, ".tif")
-            ds = gdal.GetDriverByName("GTiff").Create(self._partial[path], self.grid.width, self.grid.height, 1,
-                                                      dtype, _GTIFF_OPTIONS)
+            ds = gdal.GetDriverByName("GTiff").Create(self._partial[path], self.grid.width, self.grid.height, bands,
+                                                      dtype, options)
         except (OSError, RuntimeError) as exc:
             raise LvpcError(f"Cannot create the output {path} ({exc}): "
                             "check that its folder exists and is writable.") from exc
         ds.SetGeoTransform(self.grid.geotransform)
         if self.grid.crs_wkt:
             ds.SetProjection(self.grid.crs_wkt)
-        ds.GetRasterBand(1).SetNoDataValue(nodata)
+        for i in range(bands):
+            ds.GetRasterBand(i + 1).SetNoDataValue(nodata)
         return ds
 
     @_raising
@@ -710,14 +775,21 @@ class ClassMapWriter:
             band.SetCategoryNames(names)
             if self.confidence_path is not None:
                 self._confidence = self._create(self.confidence_path, gdal.GDT_Float32, float("nan"))
+            if self.probabilities_path is not None:
+                self._probabilities = self._create(self.probabilities_path, gdal.GDT_Float32, float("nan"),
+                                                   len(self.class_values))
+                for i, name in enumerate(self.class_names):
+                    self._probabilities.GetRasterBand(i + 1).SetDescription(name)
         except BaseException:
             self._discard()
             raise
         return self
 
     @_raising
-    def write(self, xoff: int, yoff: int, classes: np.ndarray, confidence: np.ndarray | None = None) -> None:
-        """Write a block of class codes (0 = nodata) and, when a confidence file is open, its confidences."""
+    def write(self, xoff: int, yoff: int, classes: np.ndarray, confidence: np.ndarray | None = None,
+              probabilities: np.ndarray | None = None) -> None:
+        """Write a block of class codes (0 = nodata) and, when those files are open, its confidences and its
+        (classes, rows, cols) class probabilities in the order of `class_values`."""
         if self._classes is None:
             raise RuntimeError("ClassMapWriter.write() called outside its `with` block")
         rows, cols = classes.shape
@@ -730,12 +802,19 @@ class ClassMapWriter:
                              "are not among the map's classes")
         if self._confidence is not None and confidence is None:
             raise ValueError("a confidence file is open: pass confidence for every block")
+        if self._probabilities is not None and (probabilities is None or
+                                                probabilities.shape != (len(self.class_values), rows, cols)):
+            raise ValueError(f"a probability file is open: pass ({len(self.class_values)}, {rows}, {cols}) "
+                             "probabilities for every block")
         try:
             self._classes.GetRasterBand(1).WriteArray(codes.astype(np.uint8), xoff, yoff)
             if self._confidence is not None:
                 conf = np.asarray(confidence, dtype=np.float32).copy()
                 conf[codes == 0] = np.nan
                 self._confidence.GetRasterBand(1).WriteArray(conf, xoff, yoff)
+            if self._probabilities is not None:
+                for i, band in enumerate(np.asarray(probabilities, dtype=np.float32)):
+                    self._probabilities.GetRasterBand(i + 1).WriteArray(np.where(codes == 0, np.nan, band), xoff, yoff)
         except RuntimeError as err:
             failure = str(err)
         else:
@@ -751,9 +830,11 @@ class ClassMapWriter:
         try:
             # A full disk shows up when GDAL flushes its cache: check it here, where it can still stop the rename.
             self._classes.FlushCache()
-            if self._confidence is not None:
-                self._confidence.FlushCache()
-            self._classes = self._confidence = None  # closes the files (and writes the .aux.xml with category names)
+            for ds in (self._confidence, self._probabilities):
+                if ds is not None:
+                    ds.FlushCache()
+            # closes the files (and writes the .aux.xml with category names)
+            self._classes = self._confidence = self._probabilities = None
         except RuntimeError as err:
             failure = str(err)  # kept as text: the exception's frames would keep the datasets open
         files: list[tuple[str | None, str]] = []
@@ -784,7 +865,7 @@ class ClassMapWriter:
         hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
         gdal.PushErrorHandler("CPLQuietErrorHandler")
         try:
-            self._classes = self._confidence = None
+            self._classes = self._confidence = self._probabilities = None
         finally:
             gdal.PopErrorHandler()
             sys.unraisablehook = hook

@@ -1,4 +1,5 @@
-"""Self-contained HTML reports (inline SVG, no scripts, no external files) of a training run and of an evaluation.
+"""Self-contained HTML reports (inline SVG, no scripts, no external files) of a training run, an evaluation and a
+model file.
 
 Plain strings from the dicts that `workflows.train` and `workflows.evaluate` return, so the QGIS algorithms and the
 command line write the same report, and a report opens in any browser, offline, years later.
@@ -248,6 +249,83 @@ def evaluation_report(result: dict, title: str = "LVPC accuracy assessment") -> 
                    [[f"<b>{escape(n)}</b>", *(str(v) for v in row), str(sum(row))] for n, row in zip(names, matrix)]),
             confusion_svg(matrix, names)]
     return _page(title, "\n".join(body))
+
+
+NOT_RECORDED = "not recorded (a model trained before LVPC kept it)"
+
+
+def model_report(info: dict, title: str = "LVPC model") -> str:
+    """HTML of `workflows.model_information`: classes with their colours, sensors and bands, training grid, absence
+    cases with their validation accuracy, network and training settings, text encoder, versions, date."""
+    grid = info["grid"]
+    body = [f"<p><b>{escape(info['model'])}</b>: {info['summary']['n_classes']} classes, modalities "
+            f"<b>{escape(', '.join(m['name'] for m in info['modalities']))}</b>, text encoder "
+            f"<b>{escape(info['text_encoder'])}</b>; {escape(_trained(info['created']))}.</p>",
+            _table("Classes", ["code", "name", "colour"],
+                   [[str(c["value"]), escape(c["name"]),
+                     f'<span style="display:inline-block;width:2em;background:{c["color"]}">&nbsp;</span> '
+                     f'{c["color"]}'] for c in info["classes"]]),
+            _table("Sensors", ["modality", "bands", "training layer", "band names", "wavelengths"],
+                   [[escape(m["name"]), str(m["bands"]), escape(m["file"] or NOT_RECORDED),
+                     ", ".join(escape(n) if n else "&ndash;" for n in m["band_names"] or []) or "&ndash;",
+                     escape(", ".join(f"{w:g}" for w in m["wavelengths"]) + f" {m['wavelength_units']}")
+                     if m["wavelengths"] else "&ndash;"] for m in info["modalities"]])]
+    if grid:
+        body.append(_table("Training grid", ["", "value"], [
+            ["CRS", escape(grid["crs"])], ["size", f"{grid['width']} x {grid['height']} pixels"],
+            ["pixel size", f"{info['summary']['pixel_size']:g} {escape(grid['units'])}"],
+            ["origin (upper left)", f"{grid['geotransform'][0]:.10g}, {grid['geotransform'][3]:.10g}"]]))
+    else:
+        body.append(f"<p>Training grid: {NOT_RECORDED}.</p>")
+    body.append(_table("Validation accuracy by absence case (missing modalities from learned prompts)",
+                       ["available", "missing", "validation OA %", "zero-filled OA % (ablation)", "best epoch"],
+                       [[escape(" + ".join(m["name"] for m in info["modalities"])), "none",
+                         _fmt(info["validation_oa"]), "&ndash;", "&ndash;"]]
+                       + [[escape(c["name"]), escape(", ".join(c["missing"])), _fmt(c["validation_oa"]),
+                           _fmt(c["validation_oa_zero_filled"]),
+                           "&ndash;" if c["best_epoch"] is None else str(c["best_epoch"])]
+                          for c in info["cases"]]))
+    for caption, values in (("Training settings", info["settings"]), ("Network", info["network"]),
+                            ("Training run", info["training"]), ("Library versions", info["versions"])):
+        if values:
+            body.append(_table(caption, ["setting", "value"], [[escape(k), escape(str(v))] for k, v in values.items()]))
+        else:
+            body.append(f"<p>{caption}: {NOT_RECORDED}.</p>")
+    return _page(title, "\n".join(body))
+
+
+def model_summary(info: dict) -> str:
+    """`workflows.model_information` as a few lines of text, what `python -m lvpcnet_core info` prints."""
+    summary, grid = info["summary"], info["grid"]
+    lines = [f"model {info['model']} (format {info['format_version']}), {_trained(info['created'])}",
+             f"classes ({summary['n_classes']}): " + ", ".join(f"{c['value']} {c['name']} {c['color']}"
+                                                            for c in info["classes"])]
+    for m in info["modalities"]:
+        layer = (f" from {m['file']}; band names: {', '.join(n or '-' for n in m['band_names'])}" if m["file"]
+                 else f"; training layer {NOT_RECORDED}")
+        lines.append(f"sensor {m['name']}: {m['bands']} band{'s' * (m['bands'] != 1)}{layer}")
+    lines.append(f"training grid: {grid['width']} x {grid['height']} pixels of {summary['pixel_size']:g} "
+                 f"{grid['units']}, {grid['crs']}, origin {grid['geotransform'][0]:.10g}, {grid['geotransform'][3]:.10g}"
+                 if grid else f"training grid: {NOT_RECORDED}")
+    lines.append(f"validation OA with every sensor: {_text(info['validation_oa'])}")
+    for c in info["cases"]:
+        lines.append(f"absence case {c['name']} (missing {', '.join(c['missing'])}): validation OA "
+                     f"{_text(c['validation_oa'])} with learned prompts, {_text(c['validation_oa_zero_filled'])} "
+                     "zero-filled")
+    lines.append(f"text encoder: {info['text_encoder']}")
+    if info["settings"]:
+        lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in info["settings"].items()))
+    lines.append("versions: " + (", ".join(f"{k} {v}" for k, v in info["versions"].items()) if info["versions"]
+                                 else NOT_RECORDED))
+    return "\n".join(lines)
+
+
+def _trained(created: str | None) -> str:
+    return f"trained {created}" if created else f"training date {NOT_RECORDED}"
+
+
+def _text(oa: float | None) -> str:
+    return "not measured" if oa is None else f"{oa:.1f} %"
 
 
 def write_html(path: str | os.PathLike, html: str, parameter: str = "REPORT") -> None:

@@ -1,4 +1,4 @@
-"""The five jobs of LVPC, as the command line and the QGIS algorithms call them.
+"""The jobs of LVPC, as the command line and the QGIS algorithms call them.
 
 Each function takes file paths and plain options, reports through a `Progress`, raises `LvpcError` for
 anything the user can fix, and writes its outputs atomically (nothing half-written, nothing of the user's
@@ -69,6 +69,13 @@ def _labels_on_grid(source: LabelSource, grid, log, known: dict[str, int] | None
     return labels, values, names, colors
 
 
+def _lattice(info):
+    """The pixels a model's maps are made on: its training grid (None for models that did not record it)."""
+    from .raster_io import Grid
+
+    return Grid.from_dict(info.grid) if info.grid else None
+
+
 def write_json(path: str | os.PathLike, data: dict, parameter: str = "OUTPUT_JSON") -> None:
     """JSON written atomically, so a failed run leaves the old file."""
     from .files import atomic_output, json_value
@@ -86,7 +93,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
 
     from . import distributed, language, raster_io, text_encoders
     from . import report as html
-    from .model_file import ModelInfo, save_model
+    from .model_file import ModelInfo, library_versions, save_model, utc_now
     from .training import TrainSettings, resolve_device
 
     progress = progress or SilentProgress()
@@ -103,6 +110,7 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
     started = time.perf_counter()
     with raster_io.gdal_cache_limit(), raster_io.AlignedStack(modalities, log=progress.info) as stack:
         grid = stack.grid
+        layers = stack.describe()
         label_image, values, keys, carried = _labels_on_grid(labels, grid, progress.info)
         names = [class_names.get(v, n) for v, n in zip(values, keys)] if class_names else keys
         colors = {**carried, **(colors or {})}
@@ -115,7 +123,8 @@ def train(modalities: dict[str, str], out_model: str, labels: LabelSource, *, de
         encoder = text_encoders.load_text_encoder(text_encoder, log=progress.info) if settings.language else None
         model, report = fit_arrays(stack, label_image, values, names, table, encoder, settings, progress)
     report.update(seconds=time.perf_counter() - started, grid={"width": grid.width, "height": grid.height})
-    info = ModelInfo(values, names, palette, table.to_dict(), report["text_encoder"], report, class_keys=keys)
+    info = ModelInfo(values, names, palette, table.to_dict(), report["text_encoder"], report, grid=grid.to_dict(),
+                     layers=layers, versions=library_versions(), created=utc_now(), class_keys=keys)
     distributed.barrier()   # every rank got here: a rank that failed leaves no model behind
     if distributed.is_main():
         save_model(out_model, model, info)
@@ -276,10 +285,12 @@ def validation_accuracy(model, samples, cases) -> dict:
 
 
 def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confidence: str | None = None,
+             probabilities: str | None = None,
              extent: tuple[float, float, float, float] | None = None, mask: str | None = None, device: str = "auto",
              block_size: int = 256, fill: str = "prompts", threads: int | None = None,
              progress: Progress | None = None, shard: bool = True) -> dict:
-    """Model + any subset of its modalities -> classified GeoTIFF (+ confidence), block by block.
+    """Model + any subset of its modalities -> classified GeoTIFF (+ confidence, + one probability band per class),
+    block by block.
 
     In a distributed run (`shard`) the ranks split the blocks and rank 0 writes the one map (`_classify_sharded`);
     `classify_scenes` gives each rank whole scenes instead (`shard=False`)."""
@@ -293,19 +304,19 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
 
     progress = progress or SilentProgress()
     check_options({"block_size": block_size, "threads": threads})
-    check_outputs({"OUTPUT": out_map, "CONFIDENCE": confidence},
-                  {"MODEL": model_path, **_layers(modalities), "MASK": mask},
+    extras = {"CONFIDENCE": confidence, "OUTPUT_PROBABILITIES": probabilities}
+    check_outputs({"OUTPUT": out_map, **extras}, {"MODEL": model_path, **_layers(modalities), "MASK": mask},
                   sidecars={"OUTPUT": raster_io.ClassMapWriter.sidecars(out_map, style=True),
-                            "CONFIDENCE": raster_io.ClassMapWriter.sidecars(confidence, style=False) if confidence
-                            else []})
+                            **{k: raster_io.ClassMapWriter.sidecars(v, style=False) for k, v in extras.items() if v}})
     if threads:
         torch.set_num_threads(threads)
     model, info = load_model(model_path, resolve_device(device, log=progress.info))
-    expects = ModelLayers.of_model(model)
+    expects = ModelLayers.of_model(model, info)
     available = expects.available(modalities, fill)
     started = time.perf_counter()
     ordered = {m: modalities[m] for m in available}
-    with raster_io.gdal_cache_limit(), raster_io.AlignedStack(ordered, extent=extent, log=progress.info) as stack:
+    with raster_io.gdal_cache_limit(), raster_io.AlignedStack(ordered, extent=extent, log=progress.info,
+                                                                         lattice=_lattice(info)) as stack:
         expects.check_bands(stack.bands)
         grid = stack.grid
         mask_reader = raster_io.read_mask(mask, grid) if mask else None
@@ -317,20 +328,22 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
 
         def writer() -> raster_io.ClassMapWriter:
             return raster_io.ClassMapWriter(out_map, grid, info.class_values, info.class_names, info.colors,
-                                            confidence_path=confidence)
+                                            confidence_path=confidence, probabilities_path=probabilities)
 
         if shard and distributed.active():
-            cases = _classify_sharded(predictor, stack, grid, writer, out_map, progress, block_size, window)
+            cases = _classify_sharded(predictor, stack, grid, writer, out_map, progress, block_size, window,
+                                      probabilities is not None)
         else:
             with writer() as out:
                 cases = classify_scene(
                     predictor, stack, grid.width, grid.height,
-                    lambda b: out.write(b.xoff, b.yoff, b.classes, b.confidence if confidence else None),
+                    lambda b: out.write(b.xoff, b.yoff, b.classes, b.confidence if confidence else None,
+                                        b.probabilities if probabilities else None),
                     progress, block_size, mask=window)
     seconds = time.perf_counter() - started
     pixels = grid.width * grid.height
-    summary = {"output": out_map, "confidence": confidence, "width": grid.width, "height": grid.height,
-               "seconds": seconds, "pixels_per_second": pixels / seconds if seconds else None,
+    summary = {"output": out_map, "confidence": confidence, "probabilities": probabilities, "width": grid.width,
+               "height": grid.height, "seconds": seconds, "pixels_per_second": pixels / seconds if seconds else None,
                "pixels_per_case": {"+".join(c): n for c, n in cases.items()}}
     for case, n in cases.items():
         progress.info(f"{n} pixels classified with {'+'.join(case)}")
@@ -339,9 +352,9 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
 
 
 def _classify_sharded(predictor, stack, grid, writer, out_map: str, progress: Progress, block_size: int,
-                      window) -> dict[tuple[str, ...], int]:
-    """Block i classified by rank i % world into that rank's temporary part (class codes and confidence, full grid,
-    sparse); rank 0 then writes every block, in the single-process order, through the same `ClassMapWriter`, so the
+                      window, probabilities: bool) -> dict[tuple[str, ...], int]:
+    """Block i classified by rank i % world into that rank's temporary part (class codes, confidence and, when asked
+    for, the class probabilities; full grid, sparse); rank 0 then writes every block, in the single-process order, through the same `ClassMapWriter`, so the
     map is byte-identical to one process's. Every surviving rank deletes all the parts, whatever happened."""
     from . import distributed
     from .files import discard
@@ -350,12 +363,15 @@ def _classify_sharded(predictor, stack, grid, writer, out_map: str, progress: Pr
     todo = list(blocks(grid.width, grid.height, block_size))
     parts = distributed.part_paths(out_map)
     try:
-        part = np.lib.format.open_memmap(parts[1 + distributed.rank()], "w+", np.float32, (2, grid.height, grid.width))
+        part = np.lib.format.open_memmap(parts[1 + distributed.rank()], "w+", np.float32,
+                                         (2 + len(predictor.codes) * probabilities, grid.height, grid.width))
 
         def keep(b) -> None:
             rows, cols = b.classes.shape
             part[0, b.yoff:b.yoff + rows, b.xoff:b.xoff + cols] = b.classes
             part[1, b.yoff:b.yoff + rows, b.xoff:b.xoff + cols] = b.confidence
+            if probabilities:
+                part[2:, b.yoff:b.yoff + rows, b.xoff:b.xoff + cols] = b.probabilities
 
         cases = classify_scene(predictor, stack, grid.width, grid.height, keep, progress, block_size, mask=window,
                                todo=distributed.mine(todo))
@@ -370,7 +386,8 @@ def _classify_sharded(predictor, stack, grid, writer, out_map: str, progress: Pr
             with writer() as out:
                 for i, (xoff, yoff, xs, ys) in enumerate(todo):
                     block = done[i % len(done)][:, yoff:yoff + ys, xoff:xoff + xs]
-                    out.write(xoff, yoff, block[0].astype(np.uint8), block[1] if out.confidence_path else None)
+                    out.write(xoff, yoff, block[0].astype(np.uint8), block[1] if out.confidence_path else None,
+                              block[2:] if probabilities else None)
             del done
         distributed.barrier()   # the map is published before any rank reports success
     finally:
@@ -440,10 +457,11 @@ def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource
     check_outputs({"OUTPUT_JSON": json_path, "OUTPUT_HTML": html_path},
                   {"MODEL": model_path, **_layers(modalities), **reference.inputs()})
     model, info = load_model(model_path, resolve_device(device, log=progress.info))
-    expects = ModelLayers.of_model(model)
+    expects = ModelLayers.of_model(model, info)
     available = expects.available(modalities, fill)
     ordered = {m: modalities[m] for m in available}
-    with raster_io.gdal_cache_limit(), raster_io.AlignedStack(ordered, log=progress.info) as stack:
+    with raster_io.gdal_cache_limit(), raster_io.AlignedStack(ordered, log=progress.info,
+                                                              lattice=_lattice(info)) as stack:
         expects.check_bands(stack.bands)
         known = dict(zip(info.keys(), info.class_values))
         label_image, values, _, _ = _labels_on_grid(reference, stack.grid, progress.info,
@@ -532,8 +550,8 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
         raise LvpcError(f"AVAILABLE must name one to {len(model.cfg.modalities) - 1} of the model's modalities "
                         f"({', '.join(model.cfg.modalities)}), got {', '.join(available) or 'none'}")
     with raster_io.gdal_cache_limit(), raster_io.AlignedStack({m: modalities[m] for m in model.cfg.modalities},
-                                                              log=progress.info) as stack:
-        ModelLayers.of_model(model).check_bands(stack.bands)
+                                                              log=progress.info, lattice=_lattice(info)) as stack:
+        ModelLayers.of_model(model, info).check_bands(stack.bands)
         label_image, values, _, _ = _labels_on_grid(labels, stack.grid, progress.info,
                                                     dict(zip(info.keys(), info.class_values))
                                                     if labels.vector else None)
@@ -560,6 +578,67 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
         save_model(out_model, model, info)
     progress.set_progress(100.0)
     return {"case": "+".join(case), **result}
+
+
+def model_information(model_path: str, *, json_path: str | None = None, html_path: str | None = None) -> dict:
+    """What a model file holds, read from its metadata alone (no weights, no network, nothing downloaded): classes
+    and colours, sensors and bands, training grid, absence cases with their validation accuracy, settings, text
+    encoder, library versions and training date; optionally as JSON and HTML. Keys a model trained before they were
+    recorded lacks are None."""
+    import math
+
+    from . import report as html
+    from .model_file import read_metadata
+    from .prompts import parse_case_key
+
+    check_outputs({"OUTPUT_JSON": json_path, "OUTPUT_HTML": html_path}, {"MODEL": model_path})
+    meta = read_metadata(model_path)
+    config, report = meta["config"], meta.get("report", {})
+    validation, stage2 = report.get("validation", {}), report.get("stage2", {})
+    cases: dict[str, dict] = {}
+    for key in meta["cases"]:
+        available, missing = parse_case_key(key)
+        name = "+".join(available)
+        cases.setdefault(name, {"available": list(available), "missing": []})["missing"].append(missing)
+    for name, case in cases.items():
+        fit = stage2.get(name, {})
+        # a case added by learn_prompts has no entry in `validation`: its best epoch's accuracy is the same measure
+        case.update(validation_oa=validation.get(f"{name}|prompts", fit.get("val_oa")),
+                    validation_oa_zero_filled=validation.get(f"{name}|zeros"), best_epoch=fit.get("best_epoch"))
+    grid = meta.get("grid") or None
+    scored = [(case["validation_oa"], name) for name, case in cases.items() if case["validation_oa"] is not None]
+    best, worst = (max(scored), min(scored)) if scored else ((None, None), (None, None))
+    layers = meta.get("layers", {})
+    info = {
+        "model": os.path.basename(model_path), "format_version": meta["format_version"],
+        "classes": [{"value": v, "name": n, "color": "#{:02x}{:02x}{:02x}".format(*c)}
+                    for v, n, c in zip(meta["class_values"], meta["class_names"], meta["colors"])],
+        "modalities": [{"name": m, "bands": config["bands"][m], "file": layers.get(m, {}).get("file"),
+                        "band_names": layers.get(m, {}).get("band_names"),
+                        "wavelengths": layers.get(m, {}).get("wavelengths"),
+                        "wavelength_units": layers.get(m, {}).get("wavelength_units")} for m in config["modalities"]],
+        "grid": grid,
+        "validation_oa": validation.get(f"{'+'.join(config['modalities'])}|prompts",
+                                        report.get("stage1", {}).get("val_oa")),
+        "cases": [{"name": name, **case} for name, case in cases.items()],
+        "text_encoder": meta["text_encoder"],
+        "settings": report.get("settings") or None,
+        "network": {k: v for k, v in config.items() if k not in ("modalities", "bands", "n_classes")},
+        "training": {k: report[k] for k in ("n_train", "n_val", "class_counts", "device", "refit", "seconds")
+                     if k in report} or None,
+        "versions": meta.get("versions") or None,
+        "created": meta.get("created") or None,
+    }
+    info["summary"] = {
+        "n_classes": len(info["classes"]), "n_modalities": len(config["modalities"]), "n_cases": len(cases),
+        "pixel_size": math.sqrt(abs(grid["geotransform"][1] * grid["geotransform"][5])) if grid else None,
+        "validation_oa": info["validation_oa"], "best_case": best[1], "best_case_oa": best[0],
+        "worst_case": worst[1], "worst_case_oa": worst[0]}
+    if json_path:
+        write_json(json_path, info)
+    if html_path:
+        html.write_html(html_path, html.model_report(info), "OUTPUT_HTML")
+    return info
 
 
 def describe(classes: list[str], modalities: list[str], out_path: str,

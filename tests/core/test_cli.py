@@ -22,7 +22,7 @@ def cli(*args, cwd=None):
 def test_help_documents_every_command_and_option():
     top = cli("--help")
     assert top.returncode == 0
-    for command in ("train", "classify", "evaluate", "prompts", "describe", "demo"):
+    for command in ("train", "classify", "evaluate", "prompts", "info", "describe", "demo"):
         assert command in top.stdout
     train = cli("train", "--help").stdout
     for option in ("--modality", "--labels", "--rois", "--class-field", "--descriptions", "--out", "--device",
@@ -47,10 +47,22 @@ def test_train_classify_evaluate_round_trip(tmp_path):
     assert run.returncode == 0, run.stderr
     figures = json.loads((tmp_path / "e.json").read_text())
     assert {"oa", "aa", "kappa", "per_class", "confusion", "modalities"} <= set(figures)
+    run = cli("info", str(model), "--json", str(tmp_path / "i.json"), "--html", str(tmp_path / "i.html"))
+    assert run.returncode == 0, run.stderr
+    info = json.loads((tmp_path / "i.json").read_text())
+    assert info["summary"]["n_classes"] == 3 and info["summary"]["n_cases"] == 2
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith(f"model m.lvpc (format 1), trained {info['created']}")
+    assert "sensor hs: 8 bands from hs.tif; band names: -, -, -, -, -, -, -, -" in lines
+    assert "training grid: 24 x 24 pixels of 10 m, EPSG:32633, origin 500000, 5100000" in lines
+    assert f"absence case lidar (missing hs): validation OA {info['cases'][1]['validation_oa']:.1f} % with " \
+           "learned prompts" in run.stdout
+    assert "<h1>LVPC model</h1>" in (tmp_path / "i.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("args,expected", [
     (["classify", "--model", "nope.lvpc", "--modality", "hs=x.tif", "--out", "o.tif"], "MODEL"),
+    (["info", "nope.lvpc"], "MODEL: 'nope.lvpc' does not exist"),
     (["train", "--modality", "hs=a.tif", "--modality", "hs=b.tif", "--labels", "l.tif", "--out", "m.lvpc"], "twice"),
 ])
 def test_errors_are_one_line_and_exit_1(tmp_path, args, expected):

@@ -4,7 +4,7 @@ import pickle
 import pytest
 import torch
 
-from lvpcnet_core.model_file import FORMAT, ModelInfo, load_model, read_metadata, save_model
+from lvpcnet_core.model_file import FORMAT, ModelInfo, library_versions, load_model, read_metadata, save_model
 from lvpcnet_core.progress import LvpcError
 
 from .helpers import tiny_model
@@ -26,6 +26,28 @@ def test_round_trip_keeps_weights_prompts_and_metadata(tmp_path):
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key])
     assert [p.name for p in tmp_path.iterdir()] == ["m.lvpc"]
+
+
+def test_training_grid_layers_versions_and_date_round_trip_and_are_checked(tmp_path):
+    from tests.core.test_bad_input import model_metadata, with_metadata
+
+    grid = {"crs": "EPSG:32633", "crs_wkt": "", "geotransform": [0.0, 10.0, 0.0, 0.0, 0.0, -10.0], "width": 4,
+            "height": 3, "pixel_size": [10.0, 10.0], "units": "m"}
+    layers = {"hs": {"file": "hs.tif", "bands": 5, "band_names": ["a", "b", "c", "d", "e"]}}
+    info = _info()
+    info.grid, info.layers, info.versions, info.created = grid, layers, library_versions(), "2026-12-03T10:00:00+00:00"
+    path = tmp_path / "m.lvpc"
+    save_model(path, tiny_model(), info)
+    _, loaded = load_model(path)
+    assert (loaded.grid, loaded.layers, loaded.created) == (grid, layers, info.created)
+    assert loaded.versions["torch"] == torch.__version__ and set(loaded.versions) >= {"gdal", "numpy", "lvpc_plugin"}
+    meta = model_metadata(path)
+    for key, wrong in (("grid", {**grid, "geotransform": [0.0, 10.0]}), ("grid", {**grid, "width": 0}),
+                       ("grid", {k: v for k, v in grid.items() if k != "crs"}), ("layers", {"sar": {}}),
+                       ("layers", {"hs": {**layers["hs"], "band_names": ["a"]}}),
+                       ("layers", {"hs": {**layers["hs"], "wavelengths": [0.5] * 5}})):
+        with pytest.raises(LvpcError, match=f"damaged: '{key}'"):
+            read_metadata(with_metadata(path, tmp_path / "bad.lvpc", {**meta, key: wrong}))
 
 
 def test_truncated_file_is_refused(tmp_path):

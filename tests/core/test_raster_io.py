@@ -182,6 +182,54 @@ def test_extent_crops_the_reference_to_whole_pixels(tmp_path: Path, ref: tuple[s
         AlignedStack(sources, extent=(0.0, 0.0, 10.0, 10.0))
 
 
+def test_stack_describes_its_layers_bands_and_wavelengths_for_the_model_file(tmp_path: Path,
+                                                                             ref: tuple[str, Grid]) -> None:
+    """Band descriptions and the IMAGERY wavelengths are read from the file, also for a layer that is warped; a layer
+    without wavelengths on every band records none; the grid as a dict keeps what rebuilds it."""
+    coarse = utm_grid(res=20.0, width=20, height=15)
+    path = str(tmp_path / "coarse.tif")
+    write_raster(path, np.ones((3, 15, 20), np.float32), coarse)
+    ds = gdal.Open(path, gdal.GA_Update)
+    for i, (name, um) in enumerate((("B4 red", 0.665), ("B8 nir", 0.842), ("B11 swir", 1.61))):
+        ds.GetRasterBand(i + 1).SetDescription(name)
+        ds.GetRasterBand(i + 1).SetMetadataItem("CENTRAL_WAVELENGTH_UM", str(um), "IMAGERY")
+    ds = None
+    with AlignedStack({"lidar": ref[0], "hs": path}, log=lambda m: None) as stack:
+        described = stack.describe()
+        grid = stack.grid.to_dict()
+    assert described["hs"] == {"file": "coarse.tif", "bands": 3, "band_names": ["B4 red", "B8 nir", "B11 swir"],
+                               "wavelengths": [0.665, 0.842, 1.61], "wavelength_units": "um"}
+    assert described["lidar"] == {"file": "ref.tif", "bands": 2, "band_names": ["", ""]}
+    assert Grid(grid["crs_wkt"], tuple(grid["geotransform"]), grid["width"], grid["height"]) == ref[1]
+    assert grid["crs"] == "EPSG:32633" and grid["units"] == "m" and grid["pixel_size"] == [10.0, 10.0]
+
+
+def test_envi_wavelengths_and_band_names_are_described(tmp_path: Path) -> None:
+    """ENVI headers give GDAL per-band `wavelength` and `wavelength_units` items (GDAL 3.6 has no IMAGERY domain)."""
+    ds = gdal.GetDriverByName("ENVI").Create(str(tmp_path / "hs.img"), 4, 3, 2, gdal.GDT_Float32)
+    ds.SetGeoTransform((0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+    ds = None
+    with open(tmp_path / "hs.hdr", "a", encoding="ascii") as header:
+        header.write("wavelength units = Nanometers\nwavelength = {450.0, 550.5}\nband names = {blue, green}\n")
+    with AlignedStack({"hs": str(tmp_path / "hs.img")}, log=lambda m: None) as stack:
+        described = stack.describe()["hs"]
+    assert described["wavelengths"] == [450.0, 550.5] and described["wavelength_units"] == "Nanometers"
+    assert described["band_names"][0].startswith("blue") and described["bands"] == 2
+
+
+def test_a_crs_without_epsg_code_is_named_by_its_name(tmp_path: Path) -> None:
+    """GDAL raises when it finds no EPSG code for a CRS (a custom Lambert, a local CS): the layer is still read."""
+    srs = osr.SpatialReference()
+    srs.ImportFromProj4("+proj=lcc +lat_1=40 +lat_2=50 +lat_0=45 +lon_0=10 +datum=WGS84 +units=m")
+    grid = Grid(srs.ExportToWkt(), (0.0, 5.0, 0.0, 0.0, 0.0, -5.0), 4, 3)
+    path = str(tmp_path / "lcc.tif")
+    write_raster(path, np.ones((1, 3, 4), np.float32), grid)
+    messages: list[str] = []
+    with AlignedStack({"hs": path}, log=messages.append) as stack:
+        assert stack.grid.to_dict()["crs"] == srs.GetName() == "unknown"
+    assert messages == ["Reference grid from 'hs': 4 x 3 px at 5 m, unknown"]
+
+
 def test_reference_can_be_another_modality(tmp_path: Path, ref: tuple[str, Grid]) -> None:
     path = str(tmp_path / "coarse.tif")
     write_raster(path, np.ones((15, 20), np.float32), utm_grid(20.0, 20, 15))
@@ -419,3 +467,31 @@ def test_polygons_smaller_than_a_pixel_burn_the_pixel_under_their_centre(tmp_pat
     labels, values, _ = rasterize_rois(path, "code", grid, log=messages.append)
     assert values == [1, 2] and labels[4, 3] == 1 and labels[9, 8] == 2 and np.count_nonzero(labels) == 2
     assert any("smaller than a pixel" in m for m in messages)
+
+
+def test_a_layer_on_the_training_lattice_covers_its_extent_with_the_training_pixels():
+    from lvpcnet_core.raster_io import Grid
+    from lvpcnet_core.synthetic import EPSG_32633
+
+    training = Grid(EPSG_32633, (500000.0, 10.0, 0.0, 5100000.0, 0.0, -10.0), 40, 40)
+    coarse = Grid(EPSG_32633, (500000.0, 20.0, 0.0, 5100000.0, 0.0, -20.0), 20, 20)  # same scene at 20 m
+    assert coarse.on_lattice(training) == training
+    # a part of the scene off the lattice by a fraction of a pixel: the training pixels that cover it
+    part = Grid(EPSG_32633, (500105.0, 30.0, 0.0, 5099895.0, 0.0, -30.0), 3, 2)
+    assert part.on_lattice(training) == Grid(EPSG_32633, (500100.0, 10.0, 0.0, 5099900.0, 0.0, -10.0), 10, 7)
+
+
+def test_layers_in_another_crs_than_training_are_read_on_their_own_grid_with_a_warning(tmp_path):
+    from lvpcnet_core.raster_io import AlignedStack, Grid
+    from lvpcnet_core.synthetic import EPSG_32633, make_scene
+
+    scene = make_scene(tmp_path, width=8, height=8)
+    other = osr.SpatialReference()
+    other.ImportFromEPSG(32634)
+    training = Grid(other.ExportToWkt(), (500000.0, 5.0, 0.0, 5100000.0, 0.0, -5.0), 16, 16)
+    messages = []
+    with AlignedStack(scene.paths, log=messages.append, lattice=training) as stack:
+        assert (stack.grid.geotransform, stack.grid.width) == (scene.grid.geotransform, scene.grid.width)
+    assert any(m.startswith("Warning: layer 'hs' is in EPSG:32633, the model was trained in EPSG:32634") for m in messages)
+    with AlignedStack(scene.paths, log=messages.append, lattice=Grid(EPSG_32633, training.geotransform, 16, 16)) as stack:
+        assert stack.grid.pixel_size == (5.0, 5.0) and (stack.grid.width, stack.grid.height) == (16, 16)

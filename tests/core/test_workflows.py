@@ -1,4 +1,6 @@
 """The engine's jobs end to end on small synthetic GeoTIFFs: train -> classify -> evaluate -> learn prompts."""
+import datetime
+import importlib.metadata
 import json
 import pathlib
 
@@ -10,8 +12,13 @@ from osgeo import gdal
 from lvpcnet_core import workflows
 from lvpcnet_core.model_file import load_model, read_metadata
 from lvpcnet_core.progress import Cancelled, LvpcError, SilentProgress
+from lvpcnet_core.raster_io import Grid
+from lvpcnet_core.report import model_summary
 from lvpcnet_core.synthetic import make_scene
 from lvpcnet_core.training import TrainSettings
+from tests.core.test_bad_input import model_metadata, with_metadata
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 from .test_legend import label_band
 
@@ -50,6 +57,72 @@ def test_train_writes_a_complete_model(trained):
     assert set(meta["descriptions"]["modalities"]) == {"hs", "lidar"}
     assert meta["text_encoder"] == "minilm"
     assert report["validation"]["hs+lidar|prompts"] > 80
+
+
+def test_train_records_grid_layers_versions_and_date(trained):
+    """What a later run needs to know of the training (grid, bands) and what explains a model (versions, date)."""
+    scene, model, _ = trained
+    meta = read_metadata(model)
+    grid = meta["grid"]
+    assert Grid(grid["crs_wkt"], tuple(grid["geotransform"]), grid["width"], grid["height"]) == Grid.from_dataset(
+        gdal.Open(scene.paths["hs"]))
+    assert grid["crs"] == "EPSG:32633" and (grid["width"], grid["height"]) == (32, 32)
+    assert {m: layer["bands"] for m, layer in meta["layers"].items()} == meta["config"]["bands"]
+    assert {m: layer["file"] for m, layer in meta["layers"].items()} == {
+        m: pathlib.Path(p).name for m, p in scene.paths.items()}
+    plugin = next(line.split("=", 1)[1] for line in (REPO / "metadata.txt").read_text().splitlines()
+                  if line.startswith("version="))
+    assert meta["versions"] | {"python": None} == {
+        "lvpc_plugin": plugin, "python": None, "torch": torch.__version__, "numpy": np.__version__,
+        "gdal": gdal.__version__, "open_clip": importlib.metadata.version("open_clip_torch"),
+        "safetensors": importlib.metadata.version("safetensors")}
+    created = datetime.datetime.fromisoformat(meta["created"])
+    assert created.utcoffset() == datetime.timedelta(0)
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - created) < datetime.timedelta(hours=2)
+
+
+def test_model_information_reads_the_metadata_into_json_and_html(trained, tmp_path):
+    scene, model, report = trained
+    meta = read_metadata(model)
+    info = workflows.model_information(model, json_path=str(tmp_path / "i.json"), html_path=str(tmp_path / "i.html"))
+    assert json.loads((tmp_path / "i.json").read_text()) == info
+    assert [(c["value"], c["name"], c["color"]) for c in info["classes"]] == [
+        (v, n, "#%02x%02x%02x" % tuple(c)) for v, n, c in zip(meta["class_values"], meta["class_names"], meta["colors"])]
+    assert [(m["name"], m["bands"], m["file"]) for m in info["modalities"]] == [
+        (m, meta["config"]["bands"][m], pathlib.Path(scene.paths[m]).name) for m in ("hs", "lidar")]
+    assert info["grid"] == meta["grid"] and info["created"] == meta["created"] and info["text_encoder"] == "minilm"
+    assert info["settings"] == meta["report"]["settings"] and info["settings"]["epochs_stage1"] == 15
+    oa = report["validation"]
+    assert info["validation_oa"] == oa["hs+lidar|prompts"]
+    assert [(c["name"], c["missing"], c["validation_oa"], c["validation_oa_zero_filled"]) for c in info["cases"]] == [
+        ("hs", ["lidar"], oa["hs|prompts"], oa["hs|zeros"]), ("lidar", ["hs"], oa["lidar|prompts"], oa["lidar|zeros"])]
+    best, worst = sorted([("hs", oa["hs|prompts"]), ("lidar", oa["lidar|prompts"])], key=lambda c: c[1])[::-1]
+    assert info["summary"] == {"n_classes": 3, "n_modalities": 2, "n_cases": 2, "pixel_size": scene.grid.resolution,
+                               "validation_oa": oa["hs+lidar|prompts"], "best_case": best[0], "best_case_oa": best[1],
+                               "worst_case": worst[0], "worst_case_oa": worst[1]}
+    html = (tmp_path / "i.html").read_text(encoding="utf-8")
+    for text in (*meta["class_names"], info["classes"][0]["color"], "Training grid", "32 x 32 pixels",
+                 torch.__version__, meta["created"], f"{oa['lidar|prompts']:.2f}"):
+        assert text in html
+    assert "not recorded" not in html
+
+
+def test_model_information_of_a_model_from_before_the_grid_was_recorded(trained, tmp_path):
+    """An older model file (no grid, layers, versions, date) still loads and classifies; its information says
+    "not recorded" where it has nothing to say."""
+    scene, model, _ = trained
+    meta = model_metadata(pathlib.Path(model))
+    old = with_metadata(pathlib.Path(model), tmp_path / "old.lvpc",
+                        {k: v for k, v in meta.items() if k not in ("grid", "layers", "versions", "created")})
+    _, loaded = load_model(old)
+    assert (loaded.grid, loaded.layers, loaded.versions, loaded.created) == ({}, {}, {}, "")
+    workflows.classify(str(old), {"lidar": scene.paths["lidar"]}, str(tmp_path / "map.tif"))
+    info = workflows.model_information(str(old), html_path=str(tmp_path / "old.html"))
+    assert info["grid"] is info["versions"] is info["created"] is info["summary"]["pixel_size"] is None
+    assert [(m["bands"], m["file"], m["band_names"]) for m in info["modalities"]] == [(8, None, None), (1, None, None)]
+    assert info["summary"]["n_cases"] == 2 and info["cases"][0]["validation_oa"] is not None
+    assert "Training grid: not recorded" in (tmp_path / "old.html").read_text(encoding="utf-8")
+    assert "training grid: not recorded" in model_summary(info)
 
 
 def test_train_validates_on_separate_areas_and_logs_it(training_run):
@@ -112,6 +185,36 @@ def test_block_size_does_not_change_the_map(trained, tmp_path):
     np.testing.assert_allclose(maps[1], maps[3], atol=1e-5)
 
 
+def test_probabilities_have_a_named_band_per_class_and_agree_with_the_map(trained, tmp_path):
+    """One band per class in the model's order, named after it; softmax values summing to 1 wherever the map has a
+    class, NaN where it has none (outside the mask), the band of the highest probability the map's class."""
+    scene, model, _ = trained
+    mask = np.ones((32, 32), np.uint8)
+    mask[:5, :] = 0
+    from lvpcnet_core.raster_io import write_raster
+    write_raster(str(tmp_path / "mask.tif"), mask, scene.grid)
+    out, probs = tmp_path / "map.tif", tmp_path / "probs.tif"
+    summary = workflows.classify(model, scene.paths, str(out), probabilities=str(probs),
+                                 confidence=str(tmp_path / "c.tif"), mask=str(tmp_path / "mask.tif"), block_size=13)
+    assert summary["probabilities"] == str(probs)
+    classes = gdal.Open(str(out)).ReadAsArray()
+    ds = gdal.Open(str(probs))
+    meta = read_metadata(model)
+    assert ds.RasterCount == len(meta["class_values"]) == 3
+    assert [ds.GetRasterBand(i + 1).GetDescription() for i in range(3)] == meta["class_names"]
+    assert all(ds.GetRasterBand(i + 1).DataType == gdal.GDT_Float32 for i in range(3))
+    assert ds.GetGeoTransform() == scene.grid.geotransform
+    p = ds.ReadAsArray()
+    valid = classes != 0
+    assert valid.sum() == 27 * 32 and not valid[:5].any()
+    assert np.isnan(p[:, ~valid]).all() and np.isfinite(p[:, valid]).all()
+    np.testing.assert_allclose(p[:, valid].sum(0), 1, atol=1e-5)
+    assert ((p[:, valid] >= 0) & (p[:, valid] <= 1)).all()
+    assert (np.array(meta["class_values"])[p[:, valid].argmax(0)] == classes[valid]).all()
+    confidence = gdal.Open(str(tmp_path / "c.tif")).ReadAsArray()
+    np.testing.assert_allclose(p[:, valid].max(0), confidence[valid], atol=1e-6)
+
+
 def test_evaluate_writes_paper_style_json(trained, tmp_path):
     scene, model, _ = trained
     out = tmp_path / "e.json"
@@ -149,7 +252,8 @@ def test_missing_case_is_explained(trained, tmp_path):
 def test_wrong_band_count_names_the_layer(trained, tmp_path):
     scene, model, _ = trained
     other = make_scene(tmp_path, width=32, height=32, bands={"hs": 8, "lidar": 3})
-    with pytest.raises(LvpcError, match="LIDAR has 3 bands"):
+    with pytest.raises(LvpcError, match=r"LIDAR has 3 bands but the model was trained with 1 bands for LIDAR "
+                                         r"\(lidar.tif\)"):  # the training layer, as the model recorded it
         workflows.classify(model, other.paths, str(tmp_path / "x.tif"))
     assert not list(tmp_path.glob("x*"))
 
@@ -161,7 +265,7 @@ def test_cancelled_classification_leaves_previous_map(trained, tmp_path):
     progress = SilentProgress()
     progress.cancel = True
     with pytest.raises(Cancelled):
-        workflows.classify(model, scene.paths, str(out), progress=progress)
+        workflows.classify(model, scene.paths, str(out), probabilities=str(tmp_path / "p.tif"), progress=progress)
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif"]
 

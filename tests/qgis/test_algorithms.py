@@ -1,4 +1,4 @@
-"""train, classify, evaluate and learnprompts through processing.run in a headless QGIS, on a small scene.
+"""train, classify, evaluate, learnprompts and modelinfo through processing.run in headless QGIS, on a small scene.
 
 One model is trained per module (a few seconds with tiny epochs) and reused by the other tests.
 """
@@ -158,7 +158,9 @@ def test_classify_full_and_lidar_only_loads_styled(lvpc_plugin, trained, scene: 
     lidar_only = tmp_path / "lidar_only.tif"
     run("lvpc:classify", {"MODEL": model, "LIDAR": str(scene.lidar), "DEVICE": 1, "OUTPUT": str(lidar_only)})
     ds = gdal.Open(str(lidar_only))
-    assert (ds.RasterXSize, ds.RasterYSize) == (SIZE // 2, SIZE // 2)  # the LIDAR grid: the first given layer
+    # trained on 10 m HS + 20 m LiDAR: the LiDAR-only map is made on the full map's 10 m grid, not at 20 m
+    assert (ds.RasterXSize, ds.RasterYSize) == (SIZE, SIZE)
+    assert ds.GetGeoTransform() == gdal.Open(str(out)).GetGeoTransform()
     assert set(np.unique(ds.ReadAsArray())) <= {1, 2, 3}
     assert lidar_only.with_suffix(".qml").is_file()
 
@@ -239,6 +241,42 @@ def test_evaluate_and_learnprompts_take_the_styled_training_roi_layer(lvpc_plugi
     assert read_metadata(out)["class_keys"] == CLASSES
 
 
+def test_modelinfo_outputs_numbers_report_and_json(lvpc_plugin, trained, scene: Scene, tmp_path: Path) -> None:
+    """The model's metadata through processing: the numbers for the model builder, the same in the JSON, an HTML page
+    with the classes of the ROI layer's style and the training grid; nothing but the MODEL is needed."""
+    from lvpcnet_core.model_file import read_metadata
+
+    model = trained[0]
+    results, _, feedback = run("lvpc:modelinfo", {"MODEL": str(model), "OUTPUT_HTML": str(tmp_path / "model.html"),
+                                                 "OUTPUT_JSON": str(tmp_path / "model.json")})
+    info = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
+    meta = read_metadata(model)
+    validation = meta["report"]["validation"]
+    assert {k: results[k] for k in ("N_CLASSES", "N_MODALITIES", "N_CASES", "PIXEL_SIZE")} == {
+        "N_CLASSES": 3, "N_MODALITIES": 2, "N_CASES": 2, "PIXEL_SIZE": 10}
+    assert results["VALIDATION_OA"] == validation["hs+lidar|prompts"]
+    cases = {c: validation[f"{c}|prompts"] for c in ("hs", "lidar")}
+    assert (results["BEST_CASE_OA"], results["WORST_CASE_OA"]) == (max(cases.values()), min(cases.values()))
+    assert results["BEST_CASE"] in cases and results["WORST_CASE"] in cases
+    assert info["summary"] == {"n_classes": 3, "n_modalities": 2, "n_cases": 2, "pixel_size": 10.0,
+                               "validation_oa": results["VALIDATION_OA"], "best_case": results["BEST_CASE"],
+                               "best_case_oa": results["BEST_CASE_OA"], "worst_case": results["WORST_CASE"],
+                               "worst_case_oa": results["WORST_CASE_OA"]}
+    assert info["grid"]["width"] == SIZE and info["modalities"][0]["file"] == Path(scene.hs).name
+    html = Path(results["OUTPUT_HTML"]).read_text(encoding="utf-8")
+    assert all(STYLE[c][0] in html for c in CLASSES) and "#%02x%02x%02x" % STYLE["water"][1] in html
+    assert f"{SIZE} x {SIZE} pixels" in html and "not recorded" not in html
+    assert any(m.startswith("training grid: ") for m in feedback.messages)
+
+    from tests.core.test_bad_input import model_metadata, with_metadata
+
+    recorded = ("grid", "layers", "versions", "created")
+    old = with_metadata(model, tmp_path / "old.lvpc", {k: v for k, v in model_metadata(model).items() if k not in recorded})
+    results, _, _ = run("lvpc:modelinfo", {"MODEL": str(old), "OUTPUT_HTML": str(tmp_path / "old.html")})
+    assert results["PIXEL_SIZE"] is None and results["N_CASES"] == 2
+    assert "Training grid: not recorded" in (tmp_path / "old.html").read_text(encoding="utf-8")
+
+
 def test_cancelled_classify_and_train_leave_no_output(lvpc_plugin, trained, scene: Scene, tmp_path: Path) -> None:
     from qgis.core import QgsProcessingException
 
@@ -267,7 +305,7 @@ def test_layers_are_checked_against_the_model_before_the_run(lvpc_plugin, traine
     assert check("lvpc:classify", LIDAR=str(scene.lidar), **out)[0]
     bands = gdal.Open(str(scene.hs)).RasterCount
     assert check("lvpc:classify", HS=str(scene.lidar), **out) == (
-        False, f"layer HS has 1 bands but the model was trained with {bands} bands for HS: give the same kind of "
+        False, f"layer HS has 1 bands but the model was trained with {bands} bands for HS (hs.tif): give the same kind of "
                "image as in training")
     assert check("lvpc:evaluate", LIDAR=str(scene.lidar), SAR=str(scene.lidar), LABELS=str(scene.labels),
                  OUTPUT_HTML=str(tmp_path / "a.html")) == (

@@ -1,4 +1,4 @@
-"""lvpc:train, lvpc:classify and lvpc:evaluate under the real qgis_process binary (QGIS's own Python), on files."""
+"""lvpc:train, classify, evaluate and modelinfo under the real qgis_process binary (QGIS's own Python), on files."""
 from __future__ import annotations
 
 import shutil
@@ -26,10 +26,14 @@ def test_train_classify_evaluate_with_json(qgis_process, tmp_path: Path) -> None
     # qgis_process binds torch's matrix products to the system OpenBLAS; its spinning threads are held to torch's
     assert "CPU threads for torch: 1 (OpenBLAS, loaded by QGIS, held to 1 for this run)" in log
 
-    out = tmp_path / "map.tif"
+    out, probabilities = tmp_path / "map.tif", tmp_path / "probabilities.tif"
     classified = qgis_process.run_json("lvpc:classify", MODEL=model, HS=scene.hs, LIDAR=scene.lidar, DEVICE=1,
-                                       OUTPUT=out)
+                                       OUTPUT=out, OUTPUT_PROBABILITIES=probabilities)
     assert Path(classified["results"]["OUTPUT"]) == out
+    assert Path(classified["results"]["OUTPUT_PROBABILITIES"]) == probabilities
+    ds = gdal.Open(str(probabilities))
+    assert ds.RasterCount == 3 and [ds.GetRasterBand(i + 1).GetDescription() for i in range(3)] == CLASSES
+    np.testing.assert_allclose(ds.ReadAsArray().sum(0), 1, atol=1e-5)
     ds = gdal.Open(str(out))
     assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (SIZE, SIZE, 1)
     assert ds.GetGeoTransform() == gdal.Open(str(scene.hs)).GetGeoTransform()
@@ -45,6 +49,10 @@ def test_train_classify_evaluate_with_json(qgis_process, tmp_path: Path) -> None
                                       CLASS_FIELD="class", DEVICE=1,
                                       OUTPUT_HTML=tmp_path / "accuracy.html")
     assert 0 <= evaluated["results"]["OA"] <= 100 and (tmp_path / "accuracy.html").is_file()
+
+    described = qgis_process.run_json("lvpc:modelinfo", MODEL=model, OUTPUT_HTML=tmp_path / "model.html")
+    assert described["results"]["N_CLASSES"] == 3 and described["results"]["N_CASES"] == 2
+    assert CLASSES[0] in (tmp_path / "model.html").read_text(encoding="utf-8")
 
 
 def test_train_without_torch_says_what_to_install(make_qgis_process, repo_root: Path, tmp_path: Path) -> None:
