@@ -3,8 +3,8 @@
 The reference sample is taken as a stratified random sample with the map classes as strata: each map class i
 weighs W_i = (map pixels of i) / (map pixels), and the estimated area proportions p_ij = W_i n_ij / n_i. replace the
 raw counts. Overall, user's and producer's accuracy, F1 and the class areas are all ratios of such stratified means,
-so one estimator (`_ratio`) gives each of them and its standard error; with Olofsson's choices it is exactly their
-eq. 2-10 (SE without finite population correction, 95 % interval = 1.96 SE).
+so one estimator (`_ratio`) gives each of them and its standard error, reproducing their estimators and
+variances (no finite population correction, 95 % interval = 1.96 SE); F1 = 2 p_jj / (p_j. + p_.j) comes the same way.
 
 Matrices here have rows = MAP class and columns = REFERENCE class, as in Olofsson et al.; `metrics.confusion` has
 rows = reference, and `error_matrix` is the one place that turns one into the other.
@@ -121,10 +121,10 @@ def assess(counts: np.ndarray, map_pixels: np.ndarray, class_names: list[str], p
 def _ratio(weights: np.ndarray, counts: np.ndarray, y: np.ndarray, x: np.ndarray) -> Estimate:
     """R = sum_i W_i mean_i(y) / sum_i W_i mean_i(x) over the strata i, and its linearised standard error.
 
-    y and x give a sample unit's value by (map class, reference class). The variance is that of the stratified
-    ratio estimator, sum_i W_i^2 s_i^2(y - R x) / n_i / X^2 (Stehman 2014, eq. 27-28; Cochran 1977): with x = 1 it
-    is Olofsson et al.'s eq. 5 (OA) and 10 (area), with x = [map class j] eq. 6 (UA), with x = [reference class j]
-    eq. 7 (PA). A stratum with map pixels but no sample leaves the estimate unknown unless y and x are 0 there; one
+    y and x give a sample unit's value by (map class, reference class). The variance is that of the combined
+    stratified ratio estimator, sum_i W_i^2 s_i^2(y - R x) / n_i / X^2 (Cochran 1977; Stehman 2014, IJRS 35:4923):
+    with x = 1 it is Olofsson et al.'s variance of OA (eq. 5) and of an area proportion, with x = [map class j]
+    that of UA (eq. 6), with x = [reference class j] that of PA (eq. 7, checked term by term in the tests). A stratum with map pixels but no sample leaves the estimate unknown unless y and x are 0 there; one
     with a single sample leaves its variance unknown.
     """
     n = counts.sum(1)
