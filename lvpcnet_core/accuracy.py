@@ -36,7 +36,8 @@ class Estimate:
         return None if self.se is None else Z95 * self.se
 
     def scaled(self, factor: float) -> Estimate:
-        return Estimate(None if self.value is None else self.value * factor, None if self.se is None else self.se * factor)
+        return Estimate(None if self.value is None else self.value * factor,
+                        None if self.se is None else self.se * factor)
 
     def to_dict(self) -> dict[str, float | None]:
         return {"estimate": self.value, "se": self.se, "ci95": self.ci95}
@@ -124,8 +125,9 @@ def _ratio(weights: np.ndarray, counts: np.ndarray, y: np.ndarray, x: np.ndarray
     y and x give a sample unit's value by (map class, reference class). The variance is that of the combined
     stratified ratio estimator, sum_i W_i^2 s_i^2(y - R x) / n_i / X^2 (Cochran 1977; Stehman 2014, IJRS 35:4923):
     with x = 1 it is Olofsson et al.'s variance of OA (eq. 5) and of an area proportion, with x = [map class j]
-    that of UA (eq. 6), with x = [reference class j] that of PA (eq. 7, checked term by term in the tests). A stratum with map pixels but no sample leaves the estimate unknown unless y and x are 0 there; one
-    with a single sample leaves its variance unknown.
+    that of UA (eq. 6), with x = [reference class j] that of PA (eq. 7, checked term by term in the tests).
+    A stratum with map pixels but no sample leaves the estimate unknown unless y and x are 0 there; one with a
+    single sample leaves its variance unknown.
     """
     n = counts.sum(1)
     matters = (weights > 0) & ((y != 0) | (x != 0)).any(1)
