@@ -111,9 +111,10 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
         self._help.append((parameter.description(), help_text))
         self.addParameter(parameter)
 
-    def add_model(self) -> None:
-        self.add(QgsProcessingParameterFile(self.MODEL, "LVPC model", extension="lvpc"),
-                 "A model file (.lvpc) written by <i>Train LVPCnet model</i>; it knows its modalities, classes and colours.")
+    def add_model(self, optional: bool = False, more_help: str = "") -> None:
+        self.add(QgsProcessingParameterFile(self.MODEL, "LVPC model", extension="lvpc", optional=optional),
+                 "A model file (.lvpc) written by <i>Train LVPCnet model</i>; it knows its modalities, classes and "
+                 f"colours.{more_help}")
 
     def add_modalities(self, help_text: str) -> None:
         """The HS, LIDAR and SAR raster parameters, all optional; `help_text` says which of them the algorithm needs."""
@@ -205,7 +206,8 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
 
     def layers_against_model(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
         """The engine's check of the given layers against the model (sensors, prompts, band counts), before the run."""
-        if self.parameterDefinition(self.MODEL) is None or missing_modules(self.REQUIRES):
+        if (self.parameterDefinition(self.MODEL) is None or missing_modules(self.REQUIRES)
+                or not self.parameterAsFile(parameters, self.MODEL, context)):
             return None
         from lvpcnet_core.compatibility import ModelLayers
         from lvpcnet_core.model_file import read_metadata

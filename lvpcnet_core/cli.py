@@ -158,12 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="missing modalities: learned prompts (LVPC) or zero input (ablation vp1) (default %(default)s)")
     p.add_argument("--threads", type=_number("threads"), help="CPU threads for torch")
 
-    p = sub.add_parser("evaluate", help="accuracy (OA, AA, kappa, confusion) on reference labels")
-    p.add_argument("--model", required=True, help=".lvpc model file")
+    p = sub.add_parser("evaluate", help="accuracy (OA, AA, kappa, confusion; with --map class areas and "
+                                        "area-adjusted accuracies, Olofsson et al. 2014) on reference labels")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--model", help=".lvpc model file: it classifies the reference pixels with the --modality layers")
+    g.add_argument("--map", help="an existing class map (e.g. from classify): adds the estimated class areas and "
+                                 "area-weighted accuracies with 95 %% intervals, the map's classes as strata")
     _add_layers(p)
     _add_labels(p)
     p.add_argument("--fill", choices=["prompts", "zeros"], default="prompts", help="as for classify")
-    p.add_argument("--json", help="write the figures to this JSON file (keys oa, aa, kappa, per_class, confusion, modalities)")
+    p.add_argument("--json", help="write the figures to this JSON file (keys oa, aa, kappa, per_class, confusion, "
+                                  "modalities, area_adjusted)")
     p.add_argument("--html", help="write the accuracy report (tables, confusion matrix) to this HTML file")
 
     p = sub.add_parser("prompts", help="add or retrain the prompts of one absence case in a model")
@@ -249,9 +254,12 @@ def _run(args: argparse.Namespace, progress: TqdmProgress):
         return workflows.classify(args.model, _modalities(args.modality), args.out, confidence=args.confidence,
                                   probabilities=args.probabilities, extent=args.extent, mask=args.mask, **options)
     if args.command == "evaluate":
-        result = workflows.evaluate(args.model, _modalities(args.modality), _label_source(args), fill=args.fill,
-                                    device=args.device, json_path=args.json, html_path=args.html, progress=progress)
-        return {k: result[k] for k in ("oa", "aa", "kappa", "n", "modalities")}
+        result = workflows.evaluate(args.model, _modalities(args.modality), _label_source(args), map_path=args.map,
+                                    fill=args.fill, device=args.device, json_path=args.json, html_path=args.html,
+                                    progress=progress)
+        area = result["area_adjusted"]
+        return {**{k: result[k] for k in ("oa", "aa", "kappa", "n", "modalities")},
+                "oa_area": area["overall_accuracy"] if area else None}
     if args.command == "prompts":
         settings = _settings(args)
         settings.device = args.device

@@ -12,7 +12,7 @@ def confusion(reference: np.ndarray, predicted: np.ndarray, n_classes: int) -> n
 
 
 def summarise(matrix: np.ndarray, class_names: list[str]) -> dict:
-    """OA, AA, kappa (percent), per-class producer's and user's accuracy, and the matrix."""
+    """OA, AA, kappa (percent), per-class producer's and user's accuracy and F1 (percent), and the matrix."""
     matrix = np.asarray(matrix, dtype=np.float64)
     total = matrix.sum()
     diagonal = np.diag(matrix)
@@ -20,6 +20,7 @@ def summarise(matrix: np.ndarray, class_names: list[str]) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         producers = np.where(reference > 0, diagonal / reference, np.nan)
         users = np.where(predicted > 0, diagonal / predicted, np.nan)
+        f1 = np.where(reference + predicted > 0, 2 * diagonal / (reference + predicted), np.nan)
     oa = diagonal.sum() / total if total else float("nan")
     expected = (reference * predicted).sum() / total**2 if total else float("nan")
     kappa = (oa - expected) / (1 - expected) if total and expected < 1 else float("nan")
@@ -29,8 +30,9 @@ def summarise(matrix: np.ndarray, class_names: list[str]) -> dict:
         "aa": 100 * float(np.nanmean(producers[present])) if present.any() else float("nan"),
         "kappa": 100 * float(kappa),
         "n": int(total),
-        "per_class": {name: {"producers_accuracy": _pct(p), "users_accuracy": _pct(u), "reference_pixels": int(n)}
-                      for name, p, u, n in zip(class_names, producers, users, reference)},
+        "per_class": {name: {"producers_accuracy": _pct(p), "users_accuracy": _pct(u), "f1": _pct(f),
+                             "reference_pixels": int(n)}
+                      for name, p, u, f, n in zip(class_names, producers, users, f1, reference)},
         "confusion": matrix.astype(int).tolist(),
         "class_names": list(class_names),
     }

@@ -518,14 +518,71 @@ def read_labels(path: str, grid: Grid, log: Callable[[str], None] = print) -> np
 
     Codes must be integers 0..255: casting 1.5 to 1 or -1 to a code would swap or invent classes without a word."""
     values = _first_band(path, grid, log)
-    finite = values[np.isfinite(values)]
-    bad = np.unique(finite[(finite != np.round(finite)) | (finite < 0) | (finite > 255)])
-    if bad.size:
-        shown = ", ".join(f"{v:g}" for v in bad[:5]) + (", ..." if bad.size > 5 else "")
+    shown = _not_codes(values)
+    if shown:
         raise LvpcError(f"Label raster (LABELS) {path} holds values that are not class codes ({shown}): class codes "
                         "are integers 1 to 255, with 0 or nodata where a pixel is unlabelled. Recode the raster, "
                         "or give the classes as ROIs.")
     return np.nan_to_num(values, nan=0.0).astype(np.int32)
+
+
+def _not_codes(values: np.ndarray) -> str:
+    """The first few valid values that are no class code (integer 0..255), as text; "" when all are codes."""
+    finite = values[np.isfinite(values)]
+    bad = np.unique(finite[(finite != np.round(finite)) | (finite < 0) | (finite > 255)])
+    return ", ".join(f"{v:g}" for v in bad[:5]) + (", ..." if bad.size > 5 else "") if bad.size else ""
+
+
+def hectares_per_pixel(grid: Grid) -> float | None:
+    """Area of one pixel in hectares; None without a projected CRS (degrees or no CRS: no fixed pixel area)."""
+    srs = _srs(grid.crs_wkt)
+    if srs is None or not srs.IsProjected():
+        return None
+    width, height = grid.pixel_size
+    return width * height * srs.GetLinearUnits() ** 2 / 1e4
+
+
+@_raising
+def class_map_info(path: str) -> tuple[Grid, dict[int, str]]:
+    """An existing class map's (MAP) grid and its class names by code, as a label raster's are read (a .qml
+    beside it, GDAL category names as lvpc:classify writes them, an attribute table); empty when it has none."""
+    from .legend import label_legend
+
+    grid = Grid.from_dataset(_open("MAP", path))
+    return grid, {code: name for code, (name, _) in label_legend(path).items() if name and 0 < code < 256}
+
+
+@_raising
+def scan_class_map(path: str, labels: np.ndarray, rows_per_block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels per class code of a class map (256 counts; nodata and 0 are not counted) and its codes at the
+    labelled (non-zero) pixels of `labels`, a label image on the map's grid, in `np.nonzero` order.
+
+    The map is read in strips of rows, so a map of any size is counted in bounded memory."""
+    ds = _open("MAP", path)
+    width, height = ds.RasterXSize, ds.RasterYSize
+    if labels.shape != (height, width):
+        raise ValueError(f"labels {labels.shape} are not on the map's {height} x {width} grid")
+    step = rows_per_block or max(1, 2**22 // max(width, 1))
+    counts = np.zeros(256, dtype=np.int64)
+    mapped = []
+    for y in range(0, height, step):
+        rows = min(step, height - y)
+        try:
+            values = _read_valid(ds, 0, y, width, rows)[0]
+        except RuntimeError as exc:
+            raise LvpcError(f"MAP: reading {path} failed ({str(exc).strip()}): the file is damaged or truncated; "
+                            "check it with `gdalinfo -checksum`, or choose another file.") from None
+        shown = _not_codes(values)
+        if shown:
+            raise LvpcError(f"MAP {path} holds values that are not class codes ({shown}): a class map holds integer "
+                            "class codes 1 to 255, with 0 or nodata where nothing was classified (a confidence or "
+                            "other continuous raster is not a class map). Give the map lvpc:classify wrote, or "
+                            "recode the raster.")
+        codes = np.nan_to_num(values, nan=0.0).astype(np.int64)
+        counts += np.bincount(codes.ravel(), minlength=256)
+        mapped.append(codes[labels[y:y + rows] != 0])
+    counts[0] = 0
+    return counts, np.concatenate(mapped) if mapped else np.zeros(0, dtype=np.int64)
 
 
 @_raising
@@ -618,7 +675,7 @@ def _class_codes(values: list, field: str, path: str, text: bool,
         mapping = class_values or {n: i + 1 for i, n in enumerate(sorted(set(values)))}
         unknown = sorted(set(values) - set(mapping))
         if unknown:
-            raise LvpcError(f"Field '{field}' of {path} has classes {unknown} unknown to the model "
+            raise LvpcError(f"Field '{field}' of {path} has classes {unknown} unknown to the model or class map "
                             f"(it knows {sorted(mapping)}): rename them or train a model with these classes.")
         codes = [int(mapping[v]) for v in values]
         names = {int(c): n for n, c in mapping.items()}

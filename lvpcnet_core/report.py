@@ -231,23 +231,28 @@ def _held_out(split: dict) -> str:
 
 
 def evaluation_report(result: dict, title: str = "LVPC accuracy assessment") -> str:
-    """HTML of `workflows.evaluate`'s result: OA, AA, kappa, per-class accuracies, confusion matrix table and heat map."""
+    """HTML of `workflows.evaluate`'s result: OA, AA, kappa, per-class accuracies, confusion matrix table and heat map,
+    and, for a class map, Olofsson et al.'s area table and area-proportion matrix."""
     names = result["class_names"]
     matrix = result["confusion"]
     fill = result.get("fill", "prompts")
+    source = (f" on the class map <b>{escape(str(result['map']))}</b>" if result.get("map") else
+              f"; available modalities: <b>{escape(', '.join(result.get('modalities', [])))}</b>"
+              f" (missing ones {'compensated by learned prompts' if fill == 'prompts' else 'zero-filled'})")
+    unscored = result.get("unclassified_reference_pixels")
+    why = "lie on unclassified (nodata) pixels of the map" if result.get("map") else "had no data in any layer"
     body = [f"<p class=\"big\">OA <b>{_fmt(result['oa'])} %</b> &middot; AA <b>{_fmt(result['aa'])} %</b> &middot; "
             f"kappa <b>{_fmt(result['kappa'])}</b> (&times;100)</p>",
-            f"<p>{result['n']} reference pixels; available modalities: "
-            f"<b>{escape(', '.join(result.get('modalities', [])))}</b>"
-            f" (missing ones {'compensated by learned prompts' if fill == 'prompts' else 'zero-filled'})."
-            + (f" {result['unclassified_reference_pixels']} reference pixels had no data in any layer and are not "
-               "scored." if result.get("unclassified_reference_pixels") else "") + "</p>",
-            _table("Per-class accuracy", ["class", "reference pixels", "producer's accuracy %", "user's accuracy %"],
-                   [[escape(n), str(c["reference_pixels"]), _fmt(c["producers_accuracy"]), _fmt(c["users_accuracy"])]
-                    for n, c in result["per_class"].items()]),
+            f"<p>{result['n']} reference pixels{source}."
+            + (f" {unscored} reference pixels {why} and are not scored." if unscored else "") + "</p>",
+            _table("Per-class accuracy of the sample", ["class", "reference pixels", "producer's accuracy %",
+                                                        "user's accuracy %", "F1 %"],
+                   [[escape(n), str(c["reference_pixels"]), _fmt(c["producers_accuracy"]), _fmt(c["users_accuracy"]),
+                     _fmt(c.get("f1"))] for n, c in result["per_class"].items()]),
             _table("Confusion matrix (rows: reference, columns: predicted)", ["", *(escape(n) for n in names), "total"],
                    [[f"<b>{escape(n)}</b>", *(str(v) for v in row), str(sum(row))] for n, row in zip(names, matrix)]),
-            confusion_svg(matrix, names)]
+            confusion_svg(matrix, names),
+            _area_section(result.get("area_adjusted"), names)]
     return _page(title, "\n".join(body))
 
 
@@ -326,6 +331,59 @@ def _trained(created: str | None) -> str:
 
 def _text(oa: float | None) -> str:
     return "not measured" if oa is None else f"{oa:.1f} %"
+
+
+def _area_section(area: dict | None, names: Sequence[str]) -> str:
+    """Olofsson et al. (2014): the area table and the estimated area proportions; or why there are none."""
+    heading = "<h2>Area-adjusted accuracy and class areas (Olofsson et al. 2014)</h2>"
+    if area is None:
+        return (f"{heading}<p>Not computed: the estimated class areas and the area-adjusted accuracies weigh the "
+                "reference sample by the mapped area of each class, so they need the class map. Classify the scene "
+                "(<i>lvpc:classify</i>) and evaluate that map (MAP) to get them.</p>")
+    per_class = area["per_class"]
+    unit = area.get("area_unit")
+    size = "area_pixels" if unit is None else "area"
+    shown = unit or "pixels"
+    oa = area["overall_accuracy"]
+    parts = [heading,
+             f"<p class=\"big\">OA <b>{_pm(oa)} %</b> (area-weighted, 95 % confidence interval)</p>",
+             "<p>Strata are the map classes, weighted by their share of the map's classified pixels; the reference "
+             "pixels count as a stratified random sample of them and the intervals are &plusmn; 1.96 standard errors. "
+             "That holds for a probability sample (random points in each map class); reference polygons drawn by "
+             "hand are not one, and their neighbouring pixels are not independent: then the intervals are too "
+             "narrow and the figures indicative only."
+             + ("" if unit else " The map has no projected CRS, so areas are given in pixels.") + "</p>"]
+    if area.get("unsampled_map_classes"):
+        parts.append(f"<p>The map classes {escape(', '.join(area['unsampled_map_classes']))} have no reference "
+                     "pixel: figures that depend on them are n/a. Add reference pixels in every map class.</p>")
+    rows = []
+    for name in names:
+        c = per_class[name]
+        map_area = c["map_area"] if unit else c["map_pixels"]
+        rows.append([escape(name), str(c["map_pixels"]), _fmt(map_area, 2 if unit else 0), _pm(c[size], 2),
+                     _pm(c["users_accuracy"]), _pm(c["producers_accuracy"]), _pm(c["f1"])])
+    parts.append(_table("Class areas and accuracies (estimate &plusmn; 95 % CI)",
+                        ["class", "map pixels", f"map area ({escape(shown)})", f"estimated area ({escape(shown)})",
+                         "user's accuracy %", "producer's accuracy %", "F1 %"], rows))
+    proportions = area["proportions"]
+    totals = [sum(r[j] for r in proportions if r is not None) if all(r is not None for r in proportions) else None
+              for j in range(len(names))]
+    parts.append(_table("Estimated area proportions p<sub>ij</sub> (rows: map class, columns: reference class)",
+                        ["", *(escape(n) for n in names), "total"],
+                        [[f"<b>{escape(n)}</b>", *((_fmt(v, 4) for v in row) if row is not None else
+                                                    ["n/a"] * len(names)),
+                          _fmt(sum(row), 4) if row is not None else "n/a"] for n, row in zip(names, proportions)]
+                        + [["<b>total</b>", *(_fmt(t, 4) if t is not None else "n/a" for t in totals),
+                            _fmt(sum(totals), 4) if None not in totals else "n/a"]]))
+    return "".join(parts)
+
+
+def _pm(estimate: dict, digits: int = 2) -> str:
+    """An `accuracy.Estimate.to_dict()` as "value &plusmn; half-width", "n/a" where the sample cannot give it."""
+    if estimate["estimate"] is None:
+        return "n/a"
+    ci = "n/a" if estimate["ci95"] is None else f"{estimate['ci95']:.{digits}f}"
+    return f"{estimate['estimate']:.{digits}f} &plusmn; {ci}"
 
 
 def write_html(path: str | os.PathLike, html: str, parameter: str = "REPORT") -> None:

@@ -444,18 +444,53 @@ def read_scene_table(path: str) -> list[tuple[dict[str, str], str, str | None]]:
     return scenes
 
 
-def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource, *, fill: str = "prompts",
-             device: str = "auto", json_path: str | None = None, html_path: str | None = None,
-             progress: Progress | None = None) -> dict:
-    """Accuracy of a model on reference labels, with the given subset of modalities; optionally as JSON and HTML."""
-    from . import raster_io, report
+def evaluate(model_path: str | None, modalities: dict[str, str], reference: LabelSource, *,
+             map_path: str | None = None, fill: str = "prompts", device: str = "auto", json_path: str | None = None,
+             html_path: str | None = None, progress: Progress | None = None) -> dict:
+    """Accuracy on reference labels of a model (it classifies the reference pixels, with the given subset of
+    modalities) or of an existing class map (`map_path`); optionally as JSON and HTML.
+
+    OA, AA and kappa are the sample's, as papers report them. The area-adjusted figures of Olofsson et al. (2014)
+    (class areas, UA, PA, F1, OA with 95 % intervals) need the map's pixel count per class as strata, so only a
+    map gives them: a model alone classifies the reference pixels, not the scene, and classifying the whole scene
+    here would cost a classify run (lvpc:classify, then evaluate its map with MAP).
+    """
+    from . import report
+
+    progress = progress or SilentProgress()
+    if bool(model_path) == bool(map_path):
+        raise LvpcError("give exactly one of MODEL (the model classifies the reference pixels) or MAP (an existing "
+                        "class map, e.g. written by lvpc:classify), " + ("not both" if model_path else "not neither"))
+    if map_path and modalities:
+        raise LvpcError(f"with MAP, the map is evaluated as it is: leave {', '.join(_layers(modalities))} empty, or "
+                        "give MODEL instead of MAP to classify the reference pixels with those layers")
+    check_outputs({"OUTPUT_JSON": json_path, "OUTPUT_HTML": html_path},
+                  {"MODEL": model_path, "MAP": map_path, **_layers(modalities), **reference.inputs()})
+    if map_path:
+        result = _evaluate_map(map_path, reference, progress)
+    else:
+        result = _evaluate_model(model_path, modalities, reference, fill, device, progress)
+    area = result["area_adjusted"]
+    if area:
+        oa = area["overall_accuracy"]
+        progress.info("area-adjusted (Olofsson et al. 2014): OA " + (
+            f"{oa['estimate']:.2f} % +- {oa['ci95']:.2f}" if oa["ci95"] is not None else
+            f"{oa['estimate']:.2f} %" if oa["estimate"] is not None else "n/a (a mapped class has no reference pixel)"))
+    if json_path:
+        write_json(json_path, result)
+    if html_path:
+        report.write_html(html_path, report.evaluation_report(result), "OUTPUT_HTML")
+    return result
+
+
+def _evaluate_model(model_path: str, modalities: dict[str, str], reference: LabelSource, fill: str, device: str,
+                    progress: Progress) -> dict:
+    """The model classifies the reference pixels: sample figures only (no map, so no strata)."""
+    from . import raster_io
     from .compatibility import ModelLayers
     from .model_file import load_model
     from .training import resolve_device
 
-    progress = progress or SilentProgress()
-    check_outputs({"OUTPUT_JSON": json_path, "OUTPUT_HTML": html_path},
-                  {"MODEL": model_path, **_layers(modalities), **reference.inputs()})
     model, info = load_model(model_path, resolve_device(device, log=progress.info))
     expects = ModelLayers.of_model(model, info)
     available = expects.available(modalities, fill)
@@ -475,10 +510,51 @@ def evaluate(model_path: str, modalities: dict[str, str], reference: LabelSource
         result = evaluate_arrays(model, info.class_values, info.class_names, stack, label_image, fill, progress)
     progress.info(f"OA {result['oa']:.2f} %, AA {result['aa']:.2f} %, kappa {result['kappa']:.2f} "
                   f"on {result['n']} reference pixels with {', '.join(available)}")
-    if json_path:
-        write_json(json_path, result)
-    if html_path:
-        report.write_html(html_path, report.evaluation_report(result), "OUTPUT_HTML")
+    result["area_adjusted"] = None
+    return result
+
+
+def _evaluate_map(map_path: str, reference: LabelSource, progress: Progress) -> dict:
+    """An existing class map against the reference: sample figures and, with the map's pixels per class as
+    strata, Olofsson et al.'s area-adjusted ones."""
+    from . import accuracy, metrics, raster_io
+
+    grid, named = raster_io.class_map_info(map_path)
+    known = {n: c for c, n in named.items()} if reference.vector and named else None
+    label_image, values, reference_names, _ = _labels_on_grid(reference, grid, progress.info, known)
+    if reference.vector and not named and reference_names != [str(v) for v in values]:
+        raise LvpcError(f"the ROIs' field '{reference.class_field}' holds class names, but MAP {map_path} has no "
+                        "class names to match them with: use an integer field of the map's class codes, a label "
+                        "raster (LABELS), or a map written by lvpc:classify (it names its classes)")
+    counts, mapped = raster_io.scan_class_map(map_path, label_image)
+    in_map = set(np.flatnonzero(counts).tolist()) | set(named)
+    if not in_map & set(values):
+        raise LvpcError(f"MAP {map_path} (classes {sorted(in_map)}) and the reference (classes {sorted(values)}) "
+                        "share no class code: the reference must use the map's class codes (a label raster of the "
+                        "same codes, or ROIs whose class field holds the map's class names or codes)")
+    codes = sorted(in_map | set(values))
+    only_reference = sorted(set(values) - in_map)
+    if only_reference:
+        progress.info(f"reference classes {only_reference} never occur in the map: they count as omitted by it")
+    names = [named.get(c, f"class {c}") for c in codes]
+    index = np.full(256, -1)
+    index[codes] = np.arange(len(codes))
+    truth = label_image[label_image != 0]
+    scored = mapped != 0
+    if not scored.any():
+        raise LvpcError(f"no reference pixel lies on a classified pixel of MAP {map_path}: check that the reference "
+                        "covers the map")
+    result = metrics.summarise(metrics.confusion(index[truth[scored]], index[mapped[scored]], len(codes)), names)
+    pixels = counts[codes]
+    unit = raster_io.hectares_per_pixel(grid)
+    area = accuracy.assess(accuracy.error_matrix(result["confusion"]), pixels, names, unit, "ha" if unit else None)
+    result.update(map=map_path, modalities=[], unclassified_reference_pixels=int((~scored).sum()),
+                  area_adjusted=area.to_dict())
+    progress.info(f"OA {result['oa']:.2f} %, AA {result['aa']:.2f} %, kappa {result['kappa']:.2f} on {result['n']} "
+                  f"reference pixels of the map {map_path} ({int(pixels.sum())} classified pixels)")
+    if area.unsampled:
+        progress.info(f"map classes {area.unsampled} have no reference pixel: the area-adjusted figures that "
+                      "need them are n/a; add reference pixels in every map class")
     return result
 
 

@@ -3,7 +3,8 @@
 # The real qgis_process loads this working tree as the plugin `lvpc` (a link in a temporary plugin folder, enabled
 # in a throw-away profile), trains a model on demo/ (Sentinel-2 as HS, DEM as LIDAR, ROI polygons), classifies the
 # scene with both layers and with the DEM alone (learned prompts stand in for the missing Sentinel-2), and evaluates
-# both against the ROIs. Outputs go to demo/output/ (or $LVPC_DEMO_OUT). No QGIS: `.venv/bin/python -m lvpcnet_core demo`.
+# both maps against the ROIs (MAP=, so the reports hold the area table of Olofsson et al. 2014).
+# Outputs go to demo/output/ (or $LVPC_DEMO_OUT). No QGIS: `.venv/bin/python -m lvpcnet_core demo`.
 set -eu
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,9 +38,9 @@ run lvpc:train -- HS="$DEMO/s2_l1c_20150711.tif" LIDAR="$DEMO/dem.tif" ROIS="$DE
 run lvpc:classify -- MODEL="$OUT/demo.lvpc" HS="$DEMO/s2_l1c_20150711.tif" LIDAR="$DEMO/dem.tif" \
     OUTPUT="$OUT/demo_map.tif" CONFIDENCE="$OUT/demo_confidence.tif"
 run lvpc:classify -- MODEL="$OUT/demo.lvpc" LIDAR="$DEMO/dem.tif" OUTPUT="$OUT/demo_map_lidar_only.tif"
-run lvpc:evaluate -- MODEL="$OUT/demo.lvpc" HS="$DEMO/s2_l1c_20150711.tif" LIDAR="$DEMO/dem.tif" \
-    ROIS="$DEMO/rois.gpkg" CLASS_FIELD=class OUTPUT_HTML="$OUT/accuracy.html" OUTPUT_JSON="$OUT/accuracy.json"
-run lvpc:evaluate -- MODEL="$OUT/demo.lvpc" LIDAR="$DEMO/dem.tif" ROIS="$DEMO/rois.gpkg" CLASS_FIELD=class \
+run lvpc:evaluate -- MAP="$OUT/demo_map.tif" ROIS="$DEMO/rois.gpkg" CLASS_FIELD=class \
+    OUTPUT_HTML="$OUT/accuracy.html" OUTPUT_JSON="$OUT/accuracy.json"
+run lvpc:evaluate -- MAP="$OUT/demo_map_lidar_only.tif" ROIS="$DEMO/rois.gpkg" CLASS_FIELD=class \
     OUTPUT_HTML="$OUT/accuracy_lidar_only.html" OUTPUT_JSON="$OUT/accuracy_lidar_only.json"
 
 oa() {
@@ -53,5 +54,6 @@ demo: done. Outputs in $OUT:
   model, training report:   $OUT/demo.lvpc, $OUT/training_report.html
   OA on the ROIs, HS + LIDAR: $(oa "$OUT/accuracy.json") %   (report: $OUT/accuracy.html)
   OA on the ROIs, LIDAR only: $(oa "$OUT/accuracy_lidar_only.json") %   (report: $OUT/accuracy_lidar_only.html)
-  (the ROIs are also the training data: these numbers show the pipeline works, they are not an accuracy claim)
+  (the ROIs are also the training data: these numbers show the pipeline works, they are not an accuracy claim;
+   the reports add the estimated class areas and area-weighted accuracies with 95 % intervals)
 DONE

@@ -47,6 +47,12 @@ def test_train_classify_evaluate_round_trip(tmp_path):
     assert run.returncode == 0, run.stderr
     figures = json.loads((tmp_path / "e.json").read_text())
     assert {"oa", "aa", "kappa", "per_class", "confusion", "modalities"} <= set(figures)
+    assert figures["area_adjusted"] is None and json.loads(run.stdout)["oa_area"] is None
+    run = cli("evaluate", "--map", str(tmp_path / "map.tif"), "--labels", scene.labels, "--html",
+              str(tmp_path / "e.html"))
+    assert run.returncode == 0, run.stderr
+    assert 0 <= json.loads(run.stdout)["oa_area"]["estimate"] <= 100
+    assert "Class areas and accuracies" in (tmp_path / "e.html").read_text(encoding="utf-8")
     run = cli("info", str(model), "--json", str(tmp_path / "i.json"), "--html", str(tmp_path / "i.html"))
     assert run.returncode == 0, run.stderr
     info = json.loads((tmp_path / "i.json").read_text())
@@ -64,6 +70,7 @@ def test_train_classify_evaluate_round_trip(tmp_path):
     (["classify", "--model", "nope.lvpc", "--modality", "hs=x.tif", "--out", "o.tif"], "MODEL"),
     (["info", "nope.lvpc"], "MODEL: 'nope.lvpc' does not exist"),
     (["train", "--modality", "hs=a.tif", "--modality", "hs=b.tif", "--labels", "l.tif", "--out", "m.lvpc"], "twice"),
+    (["evaluate", "--model", "m.lvpc", "--map", "map.tif", "--labels", "l.tif"], "not allowed with argument"),
 ])
 def test_errors_are_one_line_and_exit_1(tmp_path, args, expected):
     run = cli(*args, cwd=tmp_path)

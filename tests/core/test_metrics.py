@@ -12,4 +12,5 @@ def test_summary_against_sklearn_and_hand_values():
     assert np.isclose(s["aa"], 100 * (2 / 3 + 1 + 4 / 5) / 3)
     assert np.isclose(s["kappa"], 100 * cohen_kappa_score(ref, pred))
     assert np.isclose(s["per_class"]["b"]["users_accuracy"], 100 * 2 / 3)
+    assert np.isclose(s["per_class"]["b"]["f1"], 100 * 2 * 2 / (2 + 3))  # 2 hits, 2 reference + 3 predicted
     assert s["confusion"][0] == [2, 1, 0]

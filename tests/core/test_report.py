@@ -72,6 +72,25 @@ def test_evaluation_report_shows_numbers_matrix_and_escapes_names() -> None:
     assert "http" not in html.replace("http://www.w3.org/2000/svg", "")  # nothing fetched from outside
 
 
+def test_evaluation_report_of_a_map_has_the_area_table_and_proportions() -> None:
+    from lvpcnet_core.accuracy import assess
+
+    area = assess([[8, 2], [1, 9]], [600, 400], ["forest", "water & <lake>"], 0.01, "ha").to_dict()
+    text = " ".join(parse(report.evaluation_report(dict(EVALUATION, map="/data/map.tif", modalities=[],
+                                                        area_adjusted=area))).split())
+    assert "8 reference pixels on the class map /data/map.tif" in text and "on unclassified (nodata) pixels" in text
+    # W = 0.6, 0.4: OA = 0.6 * 0.8 + 0.4 * 0.9, SE = sqrt(0.36 * 0.8 * 0.2 / 9 + 0.16 * 0.9 * 0.1 / 9)
+    assert "OA 84.00 ± 17.53 % (area-weighted" in text
+    assert "forest 600 6.00 5.20 ± " in text and "80.00 ± 26.13" in text  # map area, estimated area, UA ± CI
+    assert "0.4800 0.1200 0.6000" in text and "total 0.5200 0.4800 1.0000" in text  # p_ij with its totals
+    assert "Not computed" not in text and "reference polygons drawn by hand are not one" in text
+
+
+def test_evaluation_report_of_a_model_says_area_figures_need_a_map() -> None:
+    text = parse(report.evaluation_report(EVALUATION))
+    assert "Not computed" in text and "evaluate that map (MAP)" in text
+
+
 def test_training_report_has_curves_counts_and_cases() -> None:
     html = report.training_report(TRAINING)
     text = parse(html)

@@ -207,6 +207,36 @@ def test_evaluate_with_temporary_roi_layer_and_one_modality(lvpc_plugin, trained
     assert 0 <= results["OA"] <= 100
 
 
+def test_evaluate_a_class_map_writes_the_area_table(lvpc_plugin, trained, scene: Scene, tmp_path: Path) -> None:
+    """MAP: the map lvpc:classify wrote, against the reference; the map's pixels per class are the strata."""
+    from qgis.core import QgsApplication, QgsProcessingContext
+
+    out = tmp_path / "map.tif"
+    run("lvpc:classify", {"MODEL": str(trained[0]), "HS": str(scene.hs), "LIDAR": str(scene.lidar), "DEVICE": 1,
+                          "OUTPUT": str(out)})
+    html, js = tmp_path / "accuracy.html", tmp_path / "accuracy.json"
+    parameters = {"MAP": str(out), "LABELS": str(scene.labels), "OUTPUT_HTML": str(html), "OUTPUT_JSON": str(js)}
+    alg = QgsApplication.processingRegistry().createAlgorithmById("lvpc:evaluate")
+    assert alg.checkParameterValues(parameters, QgsProcessingContext())[0]
+    ok, message = alg.checkParameterValues({**parameters, "MODEL": str(trained[0])}, QgsProcessingContext())
+    assert not ok and message.startswith("give exactly one of MODEL") and message.endswith("not both")
+    results, _, _ = run("lvpc:evaluate", parameters)
+    data = json.loads(js.read_text(encoding="utf-8"))
+    area = data["area_adjusted"]
+    classes = gdal.Open(str(out)).ReadAsArray()
+    assert data["class_names"] == [STYLE[c][0] for c in CLASSES] and data["n"] == 15 * 15
+    assert [area["per_class"][STYLE[c][0]]["map_pixels"] for c in CLASSES] == [int((classes == v).sum())
+                                                                               for v in (1, 2, 3)]
+    assert area["area_unit"] == "ha" and area["pixel_area"] == pytest.approx(0.01)  # 10 m pixels
+    assert sum(c["area"]["estimate"] for c in area["per_class"].values()) == pytest.approx(SIZE * SIZE * 0.01)
+    assert results["OA"] == pytest.approx(data["oa"])
+    assert results["OA_AREA"] == pytest.approx(area["overall_accuracy"]["estimate"])
+    assert results["OA_CI"] == pytest.approx(area["overall_accuracy"]["ci95"])
+    page = html.read_text(encoding="utf-8")
+    assert "Class areas and accuracies" in page and "Estimated area proportions" in page and "<svg" in page
+    assert f"{results['OA_AREA']:.2f} &plusmn; {results['OA_CI']:.2f} %" in page
+
+
 def test_learnprompts_writes_a_new_model_and_keeps_the_old(lvpc_plugin, trained, scene: Scene,
                                                            tmp_path: Path) -> None:
     from lvpcnet_core.model_file import read_metadata

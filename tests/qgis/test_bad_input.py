@@ -153,6 +153,10 @@ CASES: dict[str, Callable[[Ctx], Case]] = {
                                           "holds values that are not class codes (1.5, 2.7)"),
     "labels -1": lambda c: fails(c.train({"LABELS": c.w["labels_negative"]}), "holds values that are not class codes (-1)"),
     "labels 300": lambda c: fails(c.train({"LABELS": c.w["labels_300"]}), "holds values that are not class codes (300)"),
+    "MAP and MODEL both": lambda c: fails(c.evaluate(MAP=c.w["scene"].labels), "give exactly one of MODEL"),
+    "MAP 1.5 and 2.7": lambda c: fails(Case("lvpc:evaluate", {"MAP": c.w["labels_fraction"], "LABELS": c.w["scene"].labels,
+                                                              "OUTPUT_HTML": c.html}, c.html),
+                                       "holds values that are not class codes (1.5, 2.7)"),
     "VRT whose source is missing": lambda c: fails(c.classify(LIDAR=c.w["vrt_missing"]), "VRT whose source files are missing"),
     "truncated GeoTIFF": lambda c: fails(c.classify(LIDAR=c.w["truncated_tif"]), "Layer 'lidar'"),
     **{f"damaged: {n}": (lambda c, n=n: fails(c.classify(f"damaged: {n}"), "MODEL: 'damaged_"))
