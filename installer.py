@@ -27,7 +27,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from lvpcnet_core.progress import Cancelled, LvpcError, Progress
+from lvpcnet_core.errors import Cancelled, LvpcError
+from lvpcnet_core.progress import Progress
 
 from .deps import insert_before_site_packages
 

@@ -210,8 +210,8 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
                 or not self.parameterAsFile(parameters, self.MODEL, context)):
             return None
         from lvpcnet_core.compatibility import ModelLayers
+        from lvpcnet_core.errors import LvpcError
         from lvpcnet_core.model_file import read_metadata
-        from lvpcnet_core.progress import LvpcError
 
         layers = {key: self.parameterAsRasterLayer(parameters, name, context) for key, (name, _) in MODALITIES.items()}
         layers = {key: layer for key, layer in layers.items() if layer is not None}
@@ -231,7 +231,7 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
         missing = missing_modules(self.REQUIRES)
         if missing:
             raise QgsProcessingException(install_hint(missing))
-        from lvpcnet_core.progress import Cancelled, LvpcError
+        from lvpcnet_core.errors import Cancelled, LvpcError
 
         try:
             with torch_threads(feedback) if "torch" in self.REQUIRES else contextlib.nullcontext():

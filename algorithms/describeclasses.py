@@ -58,7 +58,7 @@ class DescribeClassesAlgorithm(LvpcAlgorithm):
     def process(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
             progress: FeedbackProgress) -> dict[str, Any]:
         from lvpcnet_core import workflows
-        from lvpcnet_core.progress import LvpcError
+        from lvpcnet_core.errors import LvpcError
 
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         if Path(output).suffix.lower() not in (".json", ".csv"):
@@ -76,7 +76,7 @@ class DescribeClassesAlgorithm(LvpcAlgorithm):
 
     def _classes(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         """Class names from CLASSES, else the sorted distinct non-empty values of VECTOR's CLASS_FIELD."""
-        from lvpcnet_core.progress import LvpcError
+        from lvpcnet_core.errors import LvpcError
 
         text = self.parameterAsString(parameters, self.CLASSES, context)
         source = self.parameterAsSource(parameters, self.VECTOR, context)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvpcnet_core.progress import LvpcError
+from lvpcnet_core.errors import LvpcError
 
 
 @dataclass

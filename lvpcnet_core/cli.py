@@ -10,8 +10,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from .errors import Cancelled, LvpcError
 from .limits import LIMITS, modality_name_problem
-from .progress import Cancelled, LvpcError, SilentProgress, TqdmProgress
+from .progress import SilentProgress, TqdmProgress
 
 
 class _Parser(argparse.ArgumentParser):

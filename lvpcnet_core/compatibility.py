@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from .progress import LvpcError
+from .errors import LvpcError
 from .prompts import case_key
 
 

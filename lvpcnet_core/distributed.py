@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .progress import LvpcError
+from .errors import LvpcError
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .progress import LvpcError
+from .errors import LvpcError
 
 # Files that belong to an input although they are not its path: GDAL's metadata and overviews, QGIS's style, the
 # parts of a shapefile and a GeoPackage's journal. Writing any of them damages the input as surely as writing it.

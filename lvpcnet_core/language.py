@@ -14,8 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from lvpcnet_core.errors import LvpcError
 from lvpcnet_core.files import atomic_output
-from lvpcnet_core.progress import LvpcError
 
 _DATA_FILE = Path(__file__).with_name("data") / "land_cover_descriptions.json"
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from .progress import LvpcError
+from .errors import LvpcError
 
 
 @dataclass(frozen=True)

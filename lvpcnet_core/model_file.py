@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from .encoders import ModelConfig
+from .errors import LvpcError
 from .files import atomic_output
 from .limits import Limit, modality_name_problem
-from .network import LVPCNet
-from .progress import LvpcError
+from .network import LVPCNet, build_network
 from .prompts import parse_case_key
 
 FORMAT = "lvpc-model"
@@ -256,12 +256,7 @@ def _cases_problem(meta: dict) -> str | None:
 
 def _network(meta: dict) -> LVPCNet:
     """The network the metadata describes, its absence cases included; weights as initialised."""
-    model = LVPCNet(ModelConfig(**{**_CONFIG_OPTIONAL, **meta["config"]}))
-    for key in meta["cases"]:
-        available, _ = parse_case_key(key)
-        if not model.has_case(available):
-            model.add_case(available)
-    return model
+    return build_network({**_CONFIG_OPTIONAL, **meta["config"]}, meta["cases"])
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[LVPCNet, ModelInfo]:

@@ -9,18 +9,30 @@ class prototypes in the v1 ablation, which then never reads a text feature.
 from __future__ import annotations
 
 import itertools
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .encoders import Classifier, ModelConfig, SharedEncoder, SpecificEncoder
-from .prompts import Compensator, Reconstructor, case_key
+from .prompts import Compensator, Reconstructor, case_key, parse_case_key
 
 
 # v1's prototypes have the size of the default text encoder's features (all-MiniLM-L6-v2), so that the ablation
 # differs from LVPC in the class targets only, not in the width of the representation
 PROTOTYPE_DIM = 384
+
+
+def build_network(config: ModelConfig | dict, cases: Iterable[str] = ()) -> LVPCNet:
+    """The one way a network is made: from its configuration (new settings, or a model file's dict) with the
+    compensators of the absence cases `cases` (keys such as 'hs->lidar'); weights as initialised."""
+    model = LVPCNet(config if isinstance(config, ModelConfig) else ModelConfig(**config))
+    for key in cases:
+        available, _ = parse_case_key(key)
+        if not model.has_case(available):
+            model.add_case(available)
+    return model
 
 
 def absence_cases(modalities: list[str]) -> list[tuple[str, ...]]:

@@ -1,4 +1,4 @@
-"""Progress reporting and user-facing errors shared by the CLI and the QGIS algorithms.
+"""Progress reporting shared by the CLI and the QGIS algorithms.
 
 The engine never prints: it talks to a `Progress` so that QGIS (QgsProcessingFeedback) and the command
 line (tqdm) show the same messages, and cancellation is one flag checked inside every long loop.
@@ -8,13 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Protocol
 
-
-class LvpcError(Exception):
-    """An error the user can fix; its message names the layer or parameter and what to do."""
-
-
-class Cancelled(Exception):
-    """Raised inside long loops when the user cancels; callers remove partial outputs."""
+from .errors import Cancelled
 
 
 class Progress(Protocol):

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
-from .progress import LvpcError
+from .errors import LvpcError
 
 TILE = 256              # windows are cut from tiles of this side (plus halo) read one at a time
 STATS_VALUES = 2**23    # float32 values read for a layer's statistics: the whole layer below this, else a sample

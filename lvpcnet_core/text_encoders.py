@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import numpy as np
 
-from lvpcnet_core.progress import LvpcError
+from lvpcnet_core.errors import LvpcError
 
 if TYPE_CHECKING:
     import torch

@@ -75,7 +75,7 @@ class TrainSettings:
 
 def resolve_device(spec: str, log: Callable[[str], None] | None = None) -> torch.device:
     """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is a user error. `log` hears what was chosen."""
-    from .progress import LvpcError
+    from .errors import LvpcError
 
     if spec == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

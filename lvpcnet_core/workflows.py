@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import LvpcError
 from .files import check_outputs
 from .limits import check_modality_names, check_options
-from .progress import LvpcError, Progress, SilentProgress, check_cancel
+from .progress import Progress, SilentProgress, check_cancel
 
 if TYPE_CHECKING:
     from .sampling import Samples
@@ -56,14 +57,13 @@ def _labels_on_grid(source: LabelSource, grid, log, known: dict[str, int] | None
     A ROI field's values are its classes' names; a label raster's classes are named by its legend (category names,
     attribute table, a .qml beside it), else `class <code>`."""
     from . import raster_io
-    from .legend import label_legend
 
     if source.vector:
         return (*raster_io.rasterize_rois(source.vector, source.class_field, grid, layer=source.layer,
                                           class_values=known, log=log), {})
     labels = raster_io.read_labels(source.raster, grid, log=log)
     values = [int(v) for v in np.unique(labels) if v != 0]
-    legend = label_legend(source.raster)
+    legend = raster_io.label_legend(source.raster)
     names = [legend.get(v, (None, None))[0] or f"class {v}" for v in values]
     colors = {v: legend[v][1] for v in values if v in legend and legend[v][1] is not None}
     return labels, values, names, colors
@@ -221,11 +221,11 @@ def _new_model(cfg, stats: dict, texts: tuple | None, seed: int, device):
     """A fresh network with the training scene's band statistics and the class targets (text features)."""
     import torch
 
-    from .network import LVPCNet
+    from .network import build_network
     from .training import seed_everything
 
     seed_everything(seed)
-    model = LVPCNet(cfg)
+    model = build_network(cfg)
     with torch.no_grad():
         for m in cfg.modalities:
             getattr(model, f"mean_{m}").copy_(torch.from_numpy(stats[m][0]))

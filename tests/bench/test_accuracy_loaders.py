@@ -13,7 +13,7 @@ import scipy.io
 from osgeo import gdal
 
 from bench import accuracy, datasets
-from lvpcnet_core.progress import LvpcError
+from lvpcnet_core.errors import LvpcError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TRENTO = SHARED / "trento_lidar"

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from lvpcnet_core.encoders import ModelConfig
-from lvpcnet_core.network import LVPCNet
+from lvpcnet_core.network import LVPCNet, build_network
 from lvpcnet_core.sampling import Samples
 
 
@@ -18,7 +18,7 @@ def tiny_config(modalities=("hs", "lidar"), bands=None, n_classes=3, **kw) -> Mo
 
 def tiny_model(seed: int = 0, **kw) -> LVPCNet:
     torch.manual_seed(seed)
-    model = LVPCNet(tiny_config(**kw))
+    model = build_network(tiny_config(**kw))
     with torch.no_grad():
         k, d = model.cfg.n_classes, model.cfg.text_dim
         for key in model.target_keys() if model.cfg.extra.get("language", True) else []:

@@ -2,7 +2,7 @@
 import pytest
 
 from lvpcnet_core.compatibility import ModelLayers
-from lvpcnet_core.progress import LvpcError
+from lvpcnet_core.errors import LvpcError
 
 NAMES = [f"{w} nm" for w in range(400, 1120, 5)]  # 144 bands
 

@@ -13,8 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from lvpcnet_core import workflows
+from lvpcnet_core.errors import LvpcError
 from lvpcnet_core.model_file import read_metadata
-from lvpcnet_core.progress import LvpcError, SilentProgress
+from lvpcnet_core.progress import SilentProgress
 from lvpcnet_core.synthetic import make_scene
 from lvpcnet_core.training import TrainSettings
 

@@ -6,7 +6,7 @@ import pytest
 
 from lvpcnet_core import workflows
 from lvpcnet_core.accuracy import assess
-from lvpcnet_core.progress import LvpcError
+from lvpcnet_core.errors import LvpcError
 from lvpcnet_core.raster_io import ClassMapWriter, Grid, scan_class_map, write_raster
 from lvpcnet_core.synthetic import EPSG_32633
 

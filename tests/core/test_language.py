@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from lvpcnet_core.errors import LvpcError
 from lvpcnet_core.language import DescriptionTable, build_descriptions
-from lvpcnet_core.progress import LvpcError
 
 HOUSTON = ["healthy grass", "stressed grass", "synthetic grass", "trees", "soil", "water", "residential", "commercial",
            "road", "highway", "railway", "parking lot 1", "parking lot 2", "tennis court", "running track"]

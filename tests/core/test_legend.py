@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
-from lvpcnet_core.legend import label_legend
+from lvpcnet_core.raster_io import label_legend
 from lvpcnet_core.raster_io import paletted_qml
 
 

@@ -4,8 +4,8 @@ import pickle
 import pytest
 import torch
 
+from lvpcnet_core.errors import LvpcError
 from lvpcnet_core.model_file import FORMAT, ModelInfo, library_versions, load_model, read_metadata, save_model
-from lvpcnet_core.progress import LvpcError
 
 from .helpers import tiny_model
 

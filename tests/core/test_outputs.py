@@ -16,9 +16,9 @@ import pytest
 from osgeo import gdal
 
 from lvpcnet_core import workflows
+from lvpcnet_core.errors import LvpcError
 from lvpcnet_core.files import check_outputs
 from lvpcnet_core.model_file import ModelInfo, save_model
-from lvpcnet_core.progress import LvpcError
 from lvpcnet_core.raster_io import ClassMapWriter, Grid, default_colors
 from lvpcnet_core.synthetic import make_scene
 from tests.core.helpers import tiny_model

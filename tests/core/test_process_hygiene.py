@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent("""
     after_import = state()
 
     from lvpcnet_core import raster_io
-    from lvpcnet_core.progress import LvpcError
+    from lvpcnet_core.errors import LvpcError
     from lvpcnet_core.text_encoders import load_text_encoder
     grid = raster_io.Grid("", (0.0, 1.0, 0.0, 4.0, 0.0, -1.0), 4, 4)
     raster_io.write_raster(f"{tmp}/hs.tif", np.arange(32, dtype=np.float32).reshape(2, 4, 4), grid)

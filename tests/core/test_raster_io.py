@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
 
-from lvpcnet_core.progress import LvpcError
+from lvpcnet_core.errors import LvpcError
 from lvpcnet_core.raster_io import (AlignedStack, ClassMapWriter, Grid, default_colors, rasterize_rois, read_labels,
                                     write_raster)
 

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from osgeo import gdal
 
 from lvpcnet_core import workflows
+from lvpcnet_core.errors import Cancelled, LvpcError
 from lvpcnet_core.model_file import load_model
 from lvpcnet_core.predict import ScenePredictor, classify_scene
-from lvpcnet_core.progress import Cancelled, LvpcError, SilentProgress
+from lvpcnet_core.progress import SilentProgress
 from lvpcnet_core.raster_io import write_raster
 from lvpcnet_core.synthetic import make_scene
 from lvpcnet_core.training import TrainSettings

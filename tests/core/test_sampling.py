@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lvpcnet_core.progress import LvpcError
+from lvpcnet_core.errors import LvpcError
 from lvpcnet_core.raster_io import ArrayStack
 from lvpcnet_core.sampling import (TILE, band_statistics, extract_windows, labelled_pixels, make_samples,
                                    make_samples_at, scene_statistics, spatial_split)

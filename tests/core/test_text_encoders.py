@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from lvpcnet_core.errors import LvpcError
 from lvpcnet_core.language import _DATA_FILE, build_descriptions
-from lvpcnet_core.progress import LvpcError
 from lvpcnet_core.text_encoders import (CLIP_ARCH, CLIP_HUB_FILES, CLIP_HUB_REPO, MiniLMEncoder, encode_descriptions,
                                         load_text_encoder)
 

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from lvpcnet_core.errors import Cancelled
 from lvpcnet_core.network import absence_cases
-from lvpcnet_core.progress import Cancelled, SilentProgress
+from lvpcnet_core.progress import SilentProgress
 from lvpcnet_core.training import TrainSettings, predict_logits, train_stage1, train_stage2
 
 from .helpers import separable_samples, tiny_model

@@ -10,8 +10,9 @@ import torch
 from osgeo import gdal
 
 from lvpcnet_core import workflows
+from lvpcnet_core.errors import Cancelled, LvpcError
 from lvpcnet_core.model_file import load_model, read_metadata
-from lvpcnet_core.progress import Cancelled, LvpcError, SilentProgress
+from lvpcnet_core.progress import SilentProgress
 from lvpcnet_core.raster_io import Grid
 from lvpcnet_core.report import model_summary
 from lvpcnet_core.synthetic import make_scene

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from lvpcnet_core.progress import Cancelled, LvpcError, SilentProgress
+from lvpcnet_core.errors import Cancelled, LvpcError
+from lvpcnet_core.progress import SilentProgress
 
 
 @pytest.fixture

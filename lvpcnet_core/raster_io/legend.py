@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 
 from osgeo import gdal
 
-from .files import qml_path
-from .gdal_errors import gdal_raising
+from ..files import qml_path
+from ..gdal_errors import gdal_raising
 
 Legend = dict[int, tuple[str | None, tuple[int, int, int] | None]]  # class code -> (name, colour)
 
