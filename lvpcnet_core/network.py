@@ -1,6 +1,6 @@
 """The whole LVPCnet: normalisation, shared/specific encoders, classifier, text features and compensators.
 
-`features()` is the one place that decides, for a set of available modalities, which encoder fills each
+`slots()` is the one place that decides, for a set of available modalities, which encoder fills each
 slot of the classifier's input: the specific encoder when the modality is there, its compensator (learned
 prompts) when it is missing, or the specific encoder on zero input when `fill='zeros'` (the vp1 ablation).
 `text()` is the one place that decides what each feature is aligned with: the language priors, or learned
@@ -117,13 +117,18 @@ class LVPCNet(nn.Module):
             available = tuple(self.cfg.modalities)
         shared = [F.normalize(f, dim=-1) for f in self.shared({m: x[m] for m in available})] \
             if self.shared is not None else []
-        specific = []
-        for m in self.cfg.modalities:
-            if m in available:
-                specific.append(F.normalize(self.specific[m](x[m]), dim=-1))
-            else:
-                specific.append(F.normalize(self.compensator(available, m)(x, self.specific[m]), dim=-1))
+        specific = [F.normalize(self.specific[m](x[m]) if compensator is None else compensator(x, self.specific[m]),
+                                dim=-1) for m, compensator in self.slots(available)]
         return shared, specific
+
+    def slots(self, available: tuple[str, ...]) -> list[tuple[str, Compensator | None]]:
+        """The classifier's specific-feature slots in the model's modality order, each with what fills it for this
+        set of available modalities: None (the modality's own encoder) or the compensator standing in for it.
+
+        The one statement of that rule: training and evaluation (`features`) and block prediction
+        (`predict.ScenePredictor`) both follow it."""
+        available = self.ordered(available)
+        return [(m, None if m in available else self.compensator(available, m)) for m in self.cfg.modalities]
 
     def compensator(self, available: tuple[str, ...], missing: str) -> Compensator:
         available = self.ordered(available)

@@ -113,12 +113,11 @@ class ScenePredictor:
         shared = [] if model.shared is None else [F.normalize(f, dim=-1) for f in model.shared.encode_tokens(
             [model.shared.embed[m].gather(maps.shared(m), rows, cols) for m in available])]
         specific = []
-        for m in model.cfg.modalities:
+        for m, compensator in model.slots(available):
             encoder = model.specific[m]
-            if m in available:
+            if compensator is None:
                 feature = encoder.encode_tokens(encoder.embed.gather(maps.specific(m), rows, cols))
             else:
-                compensator = model.compensator(available, m)
                 tokens = encoder.embed.gather(maps.compensated(available, m), rows, cols)
                 feature = encoder.encode_tokens(tokens, compensator.prompts)
             specific.append(F.normalize(feature, dim=-1))
