@@ -174,9 +174,20 @@ class Transformer(nn.Module):
         return self.norm(x[:, 0])
 
 
+class Projection(nn.Sequential):
+    """MLP head from the visual width into the text space; in fp32 under the CPU's bf16 autocast of classification:
+    it runs once per pixel (the transformer once per token), so fp32 costs little there and keeps the classified
+    features closer to fp32's (docs/performance.md). Same parameters as the nn.Sequential it was."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_autocast_enabled("cpu"):
+            return super().forward(x)
+        with torch.autocast("cpu", enabled=False):
+            return super().forward(x.float())
+
+
 def projection(cfg: ModelConfig) -> nn.Module:
-    """MLP head from the visual width into the text space."""
-    return nn.Sequential(nn.Linear(cfg.width, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.text_dim))
+    return Projection(nn.Linear(cfg.width, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.text_dim))
 
 
 class SpecificEncoder(nn.Module):
