@@ -72,7 +72,9 @@ def run_engine(tree: Path | None, code: str, *args: str, threads: int = 1) -> di
 
     path = os.pathsep.join(str(p) for p in (tree, ROOT) if p is not None)
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads)}
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=False)
+    # `python -c` puts its working directory first on sys.path, ahead of PYTHONPATH: run it in the engine's folder
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=str(tree or ROOT), capture_output=True,
+                          text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"benchmark child failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -140,11 +140,15 @@ class Block(nn.Module):
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v over (B, heads, T, d/heads).
 
-    Sequences here are 10-18 tokens long: for inference two batched matmuls beat the fused CPU kernel
-    (`python -m bench.kernels`); for training the fused kernel's backward is the faster one."""
+    Sequences here are 10-18 tokens long. For inference on the CPU: two batched matmuls around a softmax written
+    out in place, in fp32 also under bf16 autocast; torch's softmax over 10 values is 4x slower than that, and the
+    fused kernel takes 1.7x the time of the whole (`python -m bench.kernels`). For training the fused kernel's
+    backward is the faster one."""
     if torch.is_grad_enabled() or q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v)
-    return torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1), dim=-1) @ v
+    scores = (q @ k.transpose(-2, -1)).float()
+    weights = scores.sub_(scores.amax(-1, keepdim=True)).mul_(q.shape[-1] ** -0.5).exp_()
+    return weights.div_(weights.sum(-1, keepdim=True)).to(v.dtype) @ v
 
 
 class Transformer(nn.Module):
@@ -171,9 +175,20 @@ class Transformer(nn.Module):
         return self.norm(x[:, 0])
 
 
+class Projection(nn.Sequential):
+    """MLP head from the visual width into the text space; in fp32 under the CPU's bf16 autocast of classification:
+    it runs once per pixel (the transformer once per token), so fp32 costs little there and keeps the classified
+    features closer to fp32's (docs/performance.md). Same parameters as the nn.Sequential it was."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_autocast_enabled("cpu"):
+            return super().forward(x)
+        with torch.autocast("cpu", enabled=False):
+            return super().forward(x.float())
+
+
 def projection(cfg: ModelConfig) -> nn.Module:
-    """MLP head from the visual width into the text space."""
-    return nn.Sequential(nn.Linear(cfg.width, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.text_dim))
+    return Projection(nn.Linear(cfg.width, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.text_dim))
 
 
 class SpecificEncoder(nn.Module):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .network import LVPCNet
 from .progress import Progress, check_cancel
-from .training import autocast
+from .training import BF16_VARIABLE, autocast, cpu_has_bf16, inference_autocast, inference_bf16
 
 
 class BlockSource(Protocol):
@@ -54,6 +54,7 @@ class ScenePredictor:
         self.codes = np.asarray(class_values, dtype=np.uint8)
         self.fill, self.chunk = fill, chunk
         self.radius = model.cfg.patch_size // 2
+        self.bf16 = inference_bf16(self.device)
 
     def predict_block(self, raw: dict[str, np.ndarray], valid_mask: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, ...], int]]:
@@ -101,7 +102,7 @@ class ScenePredictor:
             for start in range(0, len(pr), self.chunk):
                 r_t = torch.from_numpy(pr[start:start + self.chunk]).to(self.device)
                 c_t = torch.from_numpy(pc[start:start + self.chunk]).to(self.device)
-                with autocast(self.device):
+                with inference_autocast(self.device, self.bf16):
                     logits = self._logits(maps, available, r_t, c_t).float()
                 probabilities[:, pr[start:start + self.chunk], pc[start:start + self.chunk]] = \
                     F.softmax(logits, dim=1).cpu().numpy().T
@@ -155,6 +156,9 @@ def classify_scene(predictor: ScenePredictor, source: BlockSource, width: int, h
     """Classifies the whole grid (or the blocks `todo`, a distributed rank's share); reading of block n+1 overlaps
     the computation of block n."""
     r = predictor.radius
+    if predictor.device.type == "cpu":
+        progress.info(f"CPU arithmetic: {'bf16 autocast' if predictor.bf16 else 'fp32'} "
+                      f"(native bf16: {'yes' if cpu_has_bf16() else 'no'}; {BF16_VARIABLE}=0, 1 or auto chooses)")
     modalities = [m for m in predictor.model.cfg.modalities if m in source.bands]
     todo = list(blocks(width, height, block_size)) if todo is None else todo
 

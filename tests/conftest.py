@@ -8,6 +8,8 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# fp32 classification on every CPU, so that the equality checks hold everywhere; the bf16 tests set it themselves
+os.environ.setdefault("LVPC_BF16", "0")
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -58,6 +58,23 @@ def test_inference_attention_equals_the_fused_kernel():
     assert torch.allclose(fast, torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=1e-5)
 
 
+def test_inference_attention_on_the_blocks_layout_and_in_bf16():
+    """Views of one qkv tensor as `Block` passes them, with scores large enough to overflow exp unless the max is
+    taken out; under bf16 autocast the output is bf16 and within bf16 rounding of fp32."""
+    torch.manual_seed(0)
+    qkv = torch.randn(6, 14, 3, 4, 16)
+    with torch.no_grad():
+        for scale in (1.0, 8.0):
+            q, k, v = (qkv * scale).permute(2, 0, 3, 1, 4)
+            expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            assert torch.allclose(attention(q, k, v), expected, atol=1e-4 * scale)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert low.dtype == torch.bfloat16
+    assert torch.allclose(low.float(), torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=0.05)
+
+
 def test_shared_encoder_batches_modalities_without_mixing_them():
     """One pass over every modality's tokens gives each modality what its own pass gives."""
     torch.manual_seed(0)

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from lvpcnet_core.predict import ScenePredictor, blocks
+from lvpcnet_core.predict import ScenePredictor, blocks, classify_scene
+from lvpcnet_core.progress import LvpcError, SilentProgress
+from lvpcnet_core.raster_io import ArrayStack
 from lvpcnet_core.sampling import extract_windows
 
 from .helpers import tiny_model
@@ -57,6 +59,30 @@ def test_zero_fill_treats_absent_layer_as_zero_input():
     with torch.no_grad():
         expected = model({"hs": win}, ("hs",), fill="zeros").softmax(1).max(1).values.numpy()
     np.testing.assert_allclose(conf.ravel(), expected, atol=1e-5)
+
+
+def test_bf16_classification_is_switchable_logged_and_close_to_fp32(monkeypatch):
+    """LVPC_BF16=1 forces bf16 autocast (on any CPU), 0 keeps fp32; the run says which; a bad value is refused."""
+    model = tiny_model()
+    rng = np.random.default_rng(3)
+    r = model.cfg.patch_size // 2
+    arrays = {"hs": rng.normal(size=(5, 24, 24)).astype(np.float32),
+              "lidar": rng.normal(size=(1, 24, 24)).astype(np.float32)}
+    results = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("LVPC_BF16", flag)
+        predictor = ScenePredictor(model, [1, 2, 3])
+        assert predictor.bf16 == (flag == "1")
+        results[flag] = predictor.predict_block({m: _pad(a, r) for m, a in arrays.items()})
+        progress = SilentProgress()
+        classify_scene(predictor, ArrayStack(arrays), 24, 24, lambda _: None, progress)
+        assert any(("bf16 autocast" if flag == "1" else "fp32") in m for m in progress.messages)
+    (fp32, conf32, _), (bf16, conf16, _) = results["0"], results["1"]
+    assert np.abs(conf16 - conf32).max() < 0.05
+    assert (fp32 == bf16).mean() >= 0.9
+    monkeypatch.setenv("LVPC_BF16", "yes")
+    with pytest.raises(LvpcError, match="LVPC_BF16"):
+        ScenePredictor(model, [1, 2, 3])
 
 
 def test_blocks_cover_the_grid_once():
