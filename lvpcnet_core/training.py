@@ -22,8 +22,9 @@ import torch.nn.functional as F
 
 from . import distributed, losses
 from .encoders import ModelConfig
+from .errors import LvpcError
 from .network import LVPCNet
-from .progress import LvpcError, Progress, check_cancel
+from .progress import Progress, check_cancel
 from .sampling import Samples
 
 

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from lvpcnet_core.errors import LvpcError
 from lvpcnet_core.predict import ScenePredictor, blocks, classify_scene
-from lvpcnet_core.progress import LvpcError, SilentProgress
+from lvpcnet_core.progress import SilentProgress
 from lvpcnet_core.raster_io import ArrayStack
 from lvpcnet_core.sampling import extract_windows
 
