@@ -388,11 +388,11 @@ def train_stage2(model: LVPCNet, available: tuple[str, ...], train: Samples, val
 
     def batch_loss(idx, x, y):
         slots, cross = [], 0.0
-        for m in cfg.modalities:
-            if m in available:
+        for m, compensator in model.slots(available):
+            if compensator is None:
                 slots.append(specific[m][idx.to(device)])
             else:
-                s = F.normalize(model.compensator(available, m)(x, model.specific[m]), dim=-1)
+                s = F.normalize(compensator(x, model.specific[m]), dim=-1)
                 cross = cross + losses.text_contrastive(s.float(), y, model.text(m), cfg.temperature,
                                                         distributed.gather)
                 slots.append(s)

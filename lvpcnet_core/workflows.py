@@ -354,8 +354,9 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
 def _classify_sharded(predictor, stack, grid, writer, out_map: str, progress: Progress, block_size: int,
                       window, probabilities: bool) -> dict[tuple[str, ...], int]:
     """Block i classified by rank i % world into that rank's temporary part (class codes, confidence and, when asked
-    for, the class probabilities; full grid, sparse); rank 0 then writes every block, in the single-process order, through the same `ClassMapWriter`, so the
-    map is byte-identical to one process's. Every surviving rank deletes all the parts, whatever happened."""
+    for, the class probabilities; full grid, sparse); rank 0 then writes every block, in the single-process order,
+    through the same `ClassMapWriter`, so the map is byte-identical to one process's. Every surviving rank deletes
+    all the parts, whatever happened."""
     from . import distributed
     from .files import discard
     from .predict import blocks, classify_scene
