@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import baselines
-from bench.datasets import Scene, load_scene
+from bench.datasets import Scene, development_split, load_scene
 
 ROWS = ["single", "lvpc", "vp1", "vp2", "v1", "vf", "dropout", *baselines.METHODS]
 LABELS = {"lvpc": "LVPC (prompts)", "vp1": "vp1 zero-fill", "vp2": "vp2 reconstruction",
@@ -171,8 +171,11 @@ def engine_defaults() -> dict:
     from lvpcnet_core.training import TrainSettings
 
     skip = {"epochs_stage1", "epochs_stage2", "patience", "max_samples_per_class", "seed", "device", "threads"}
+    # settings added later count only when set: at None (their neutral value) the runs cached before them stay valid
+    later = {"stem_width"}
     # as the cache's JSON holds them (tuples become lists), so that a cached run compares equal
-    return json.loads(json.dumps({k: v for k, v in TrainSettings().to_dict().items() if k not in skip}))
+    return json.loads(json.dumps({k: v for k, v in TrainSettings().to_dict().items()
+                                  if k not in skip and not (k in later and v is None)}))
 
 
 def run_config(args: argparse.Namespace, unit: str | None = None) -> dict:
@@ -180,6 +183,8 @@ def run_config(args: argparse.Namespace, unit: str | None = None) -> dict:
     so adding them left the cached LVPC runs valid; the forest runs cached on raw values are redone."""
     config = {k: getattr(args, k) for k in ("epochs1", "epochs2", "patience", "train_per_class", "test_per_class",
                                             "text_encoder", "modalities")}
+    if args.dev:   # only then, so that the runs cached before the option existed stay valid
+        config["dev"] = True
     if unit in baselines.METHODS:
         config["baseline_inputs"] = baselines.INPUTS
     else:
@@ -193,6 +198,8 @@ def run_all(args: argparse.Namespace) -> Path:
     from lvpcnet_core.workflows import write_json
 
     scene = load_scene(args.dataset, args.data, args.modalities)
+    if args.dev:
+        scene = development_split(scene)
     print(scene.summary(), flush=True)
     test = capped_labels(scene.test, scene.class_values, args.test_per_class)
     runs = Path(args.out) / "runs" / (args.name or scene.name)
@@ -408,6 +415,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default="docs/benchmarks")
     p.add_argument("--name", help="name of the tables and the run cache (default: the dataset's), for variants")
+    p.add_argument("--dev", action="store_true",
+                   help="score on a development part of the training part (`datasets.development_split`), never on "
+                        "the test part: for choosing defaults")
     p.add_argument("--set", action="append", type=_setting, default=[], metavar="KEY=VALUE",
                    help="change one engine training default for the neural rows (e.g. stem_depth=0), for ablations of "
                         "the engine's choices; use with --name")

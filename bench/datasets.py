@@ -195,6 +195,26 @@ def checkerboard_split(labels: np.ndarray, block: int, gap: int) -> tuple[np.nda
     return train.astype(np.int32), test.astype(np.int32)
 
 
+def development_split(scene: Scene, fraction: float = 1 / 3, gap: int = 5, seed: int = 0) -> Scene:
+    """The scene with its TEST part replaced by a development part of its TRAINING part: `fraction` of every class's
+    connected areas (4-connectivity, seeded) held out, training pixels within `gap` px of them dropped.
+
+    What the defaults are chosen on (docs/benchmarks/README.md): the test part is never seen."""
+    from scipy.ndimage import binary_dilation, label
+
+    rng = np.random.default_rng(seed)
+    dev = np.zeros_like(scene.train)
+    for v in scene.class_values:
+        areas, n = label(scene.train == v)
+        held = rng.permutation(np.arange(1, n + 1))[:max(1, round(n * fraction))] if n > 1 else []
+        dev[np.isin(areas, held)] = v
+    near = binary_dilation(dev > 0, structure=np.ones((2 * gap + 1, 2 * gap + 1), bool))
+    train = np.where(near, 0, scene.train).astype(np.int32)
+    split = (f"development split of the training part ({scene.split}): {fraction:.2f} of every class's connected "
+             f"areas held out (seed {seed}), training pixels within {gap} px of them dropped; the test part unused")
+    return Scene(f"{scene.name}_dev", scene.arrays, train, dev, scene.class_values, scene.class_names, split)
+
+
 def read_geotiffs(sources: dict[str, str], labels: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Co-registered GeoTIFF modalities (warped onto the first one's grid) and the label raster on that grid."""
     from lvpcnet_core import raster_io

@@ -28,6 +28,7 @@ class ModelConfig:
     patch_size: int = 11
     token_grid: int = 3
     stem_depth: int = 1
+    stem_width: int | None = None   # channels of the stem's convolutions; None = `width` (as before issue 15)
     width: int = 64
     depth: int = 4
     heads: int = 4
@@ -41,6 +42,8 @@ class ModelConfig:
             raise ValueError(f"patch size must be odd and positive, got {self.patch_size}")
         if not self.modalities:
             raise ValueError("a model needs at least one modality")
+        if self.stem_width is None:
+            self.stem_width = self.width
 
     @property
     def stem(self) -> int:
@@ -82,10 +85,10 @@ class TokenEmbedding(nn.Module):
         self.grid = cfg.grid
         layers: list[nn.Module] = []
         for i in range(cfg.stem):
-            layers += [nn.Conv2d(in_channels if i == 0 else cfg.width, cfg.width, 3, bias=False),
-                       nn.BatchNorm2d(cfg.width), nn.GELU()]
+            layers += [nn.Conv2d(in_channels if i == 0 else cfg.stem_width, cfg.stem_width, 3, bias=False),
+                       nn.BatchNorm2d(cfg.stem_width), nn.GELU()]
         self.stem = nn.Sequential(*layers)
-        self.conv = nn.Conv2d(cfg.width if cfg.stem else in_channels, cfg.width, cfg.token_kernel,
+        self.conv = nn.Conv2d(cfg.stem_width if cfg.stem else in_channels, cfg.width, cfg.token_kernel,
                               stride=cfg.token_stride)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:

@@ -141,7 +141,7 @@ def _damaged(name: str, problem: str) -> LvpcError:
 # cannot make the loader build a network of billions of weights before the tensors are compared.
 _CONFIG_LIMITS = {
     "n_classes": Limit(2, 255), "text_dim": Limit(1, 65536), "patch_size": Limit(1, 999, odd=True),
-    "token_grid": Limit(1, 999), "stem_depth": Limit(0, 99), "width": Limit(1, 65536), "depth": Limit(1, 1000),
+    "token_grid": Limit(1, 999), "stem_depth": Limit(0, 99), "stem_width": Limit(1, 65536), "width": Limit(1, 65536), "depth": Limit(1, 1000),
     "heads": Limit(1, 1024), "mlp_ratio": Limit(1e-3, 64, integer=False), "prompt_length": Limit(1, 10000),
     "temperature": Limit(1e-6, 100, integer=False),
 }
@@ -150,8 +150,9 @@ _BYTE = Limit(0, 255)
 _SIZE = Limit(1, 10**9)
 # keys a model may lack: what training measured, and what models trained before issue 14 did not record
 _OPTIONAL = {"report": dict, "grid": dict, "layers": dict, "versions": dict, "created": str, "class_keys": list}
-# keys a model may lack: models written before the convolutional stem existed have none (it then has depth 0)
-_CONFIG_OPTIONAL = {"stem_depth": 0}
+# keys a model may lack: models written before the convolutional stem existed have none (it then has depth 0), and
+# models before issue 15 no stem width (None: the stem is as wide as the transformer)
+_CONFIG_OPTIONAL = {"stem_depth": 0, "stem_width": None}
 
 
 def _metadata_problem(meta: dict) -> str | None:
@@ -191,7 +192,8 @@ def _config_problem(config: dict) -> str | None:
     if type(config["extra"]) is not dict:
         return f"the configuration's 'extra' is a {type(config['extra']).__name__}, not a dict"
     for key, limit in _CONFIG_LIMITS.items():
-        problem = limit.problem(config.get(key, _CONFIG_OPTIONAL.get(key)))
+        value = config.get(key, _CONFIG_OPTIONAL.get(key))
+        problem = None if value is None and key in _CONFIG_OPTIONAL else limit.problem(value)
         if problem:
             return f"the configuration's '{key}' {problem}"
     return None

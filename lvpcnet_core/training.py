@@ -36,6 +36,7 @@ class TrainSettings:
     patch_size: int = ModelConfig.patch_size
     token_grid: int = ModelConfig.token_grid
     stem_depth: int = ModelConfig.stem_depth
+    stem_width: int | None = ModelConfig.stem_width
     width: int = ModelConfig.width
     depth: int = ModelConfig.depth
     heads: int = ModelConfig.heads
@@ -244,7 +245,10 @@ def _fit(module: torch.nn.Module, params: list[torch.nn.Parameter], batches: Bat
     ranks; validation is already agreed (`_accuracy`), so every rank stops at the same epoch."""
     device, started = batches.device, time.perf_counter()
     step = distributed.data_parallel(module, batch_loss, device)
-    optimiser = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    # the fused kernel: one pass over all parameters instead of ~10 small ops per tensor (a training step 1.1x faster
+    # on the CPU, docs/performance.md); the same update up to rounding
+    optimiser = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                                  fused=device.type in ("cpu", "cuda"))
     schedule = _schedule(optimiser, epochs * len(batches), min(settings.warmup_epochs, epochs // 4) * len(batches))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     best, best_epoch, best_accuracy, best_state, history = -1.0, 0, None, None, []

@@ -205,10 +205,33 @@ def test_set_changes_engine_defaults_and_keys_the_cache():
     with pytest.raises(argparse.ArgumentTypeError):
         accuracy._setting("no_such_setting=1")
     args = argparse.Namespace(epochs1=1, epochs2=1, patience=0, train_per_class=None, test_per_class=None,
-                              text_encoder="minilm", modalities=None, set={"stem_depth": 0}, cnn_epochs=1)
+                              text_encoder="minilm", modalities=None, set={"stem_depth": 0}, cnn_epochs=1, dev=False)
     assert accuracy.run_config(args, "lvpc")["engine"]["stem_depth"] == 0
+    assert "dev" not in accuracy.run_config(args, "lvpc")   # runs cached before --dev existed stay valid
+    assert accuracy.run_config(argparse.Namespace(**{**vars(args), "dev": True}), "lvpc")["dev"] is True
     from lvpcnet_core.training import TrainSettings
 
     default = accuracy.run_config(argparse.Namespace(**{**vars(args), "set": {}}), "lvpc")["engine"]["stem_depth"]
     assert default == TrainSettings().stem_depth
     assert "engine" not in accuracy.run_config(args, "rf")
+
+
+def test_development_split_holds_out_training_areas_and_never_touches_the_test_part():
+    rng = np.random.default_rng(0)
+    labels = np.zeros((120, 120), np.int32)
+    for i in range(12):   # 12 squares of 8 x 8 px per class, apart from each other
+        for v in (1, 2):
+            r, c = 10 * (i // 6 * 2 + v - 1) + 5, 18 * (i % 6) + 3
+            labels[r:r + 8, c:c + 8] = v
+    test = np.where(rng.random(labels.shape) < 0.5, labels, 0)
+    scene = datasets.Scene("toy", {"a": np.zeros((1, 120, 120), np.float32)}, labels, test, [1, 2], ["x", "y"], "toy")
+    dev = datasets.development_split(scene, gap=2, seed=1)
+    assert not np.any((dev.test > 0) & (labels == 0))          # development pixels come from the training part
+    assert np.array_equal(dev.test[dev.test > 0], labels[dev.test > 0])
+    for v in (1, 2):                                            # a third of each class's 12 areas, whole
+        from scipy.ndimage import label
+        assert label(dev.test == v)[1] == 4 and label(dev.train == v)[1] >= 1
+    from scipy.ndimage import binary_dilation
+    near = binary_dilation(dev.test > 0, structure=np.ones((5, 5), bool))
+    assert not np.any(near & (dev.train > 0))                   # no training pixel within the gap
+    assert dev.name == "toy_dev" and "test part unused" in dev.split

@@ -20,10 +20,10 @@ def test_even_patch_refused():
         tiny_config(patch_size=10)
 
 
-@pytest.mark.parametrize("stem", [0, 2])
-def test_dense_embedding_gathers_the_same_tokens_as_windows(stem):
+@pytest.mark.parametrize("stem,stem_width", [(0, None), (2, None), (1, 8)])
+def test_dense_embedding_gathers_the_same_tokens_as_windows(stem, stem_width):
     torch.manual_seed(0)
-    cfg = tiny_config(patch_size=11, stem_depth=stem)
+    cfg = tiny_config(patch_size=11, stem_depth=stem, stem_width=stem_width)
     embed = TokenEmbedding(4, cfg)
     embed.train()
     embed(torch.randn(64, 4, 11, 11) * 3 + 1)   # batch-norm statistics away from the identity
@@ -34,6 +34,9 @@ def test_dense_embedding_gathers_the_same_tokens_as_windows(stem):
     windows = torch.stack([block[0, :, r:r + 11, c:c + 11] for r, c in zip(rows, cols)])
     dense = embed.gather(embed.dense(block), rows, cols)
     assert torch.allclose(dense, embed(windows), atol=1e-5)
+    assert dense.shape[-1] == cfg.width
+    if stem:
+        assert embed.stem[0].out_channels == (stem_width or cfg.width)
 
 
 def test_config_round_trip():
