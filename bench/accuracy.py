@@ -172,7 +172,7 @@ def engine_defaults() -> dict:
 
     skip = {"epochs_stage1", "epochs_stage2", "patience", "max_samples_per_class", "seed", "device", "threads"}
     # settings added later count only when set: at None (their neutral value) the runs cached before them stay valid
-    later = {"stem_width"}
+    later = {"stem_width", "samples_per_epoch"}
     # as the cache's JSON holds them (tuples become lists), so that a cached run compares equal
     return json.loads(json.dumps({k: v for k, v in TrainSettings().to_dict().items()
                                   if k not in skip and not (k in later and v is None)}))

@@ -43,6 +43,7 @@ LIMITS: dict[str, Limit] = {
     # _hold_out never holds out more than half of a class
     "validation_fraction": Limit(0.0, 0.5, integer=False, meaning=" (0 = no validation; at most half of a class)"),
     "max_samples_per_class": Limit(1, 10_000_000),
+    "samples_per_epoch": Limit(1, 10_000_000, meaning=" pixels"),
     "seed": Limit(0, 2**31 - 1),
     "threads": Limit(1, 1024),
     "block_size": Limit(1, 4096, meaning=" pixels a side"),

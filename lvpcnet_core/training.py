@@ -51,6 +51,9 @@ class TrainSettings:
     patience: int = 25
     validation_fraction: float = 0.15
     max_samples_per_class: int | None = 2000
+    # an epoch trains on at most this many labelled pixels, a fresh random draw each epoch: beyond it, training time
+    # stops growing with the number of labelled pixels (None: every pixel every epoch)
+    samples_per_epoch: int | None = None
     augment: bool = True
     # after validating, train again on every labelled pixel for the whole schedule: on a few hundred pixels in a few
     # polygons the held-out areas are too much to give up, and the validated epoch is too noisy to stop at
@@ -169,21 +172,23 @@ class Batches:
     In a distributed run `batch_size` is the global batch: every rank draws the same order and views and keeps its
     own contiguous shard (`distributed.batch_shard`); `part` is then (global batch size, this rank's slice)."""
 
-    def __init__(self, samples: Samples, device: torch.device, batch_size: int, augment: bool, seed: int) -> None:
+    def __init__(self, samples: Samples, device: torch.device, batch_size: int, augment: bool, seed: int,
+                 per_epoch: int | None = None) -> None:
         distributed.check_batch_size(batch_size)
         pin = device.type == "cuda"
         self.windows = {m: _tensor(w, pin) for m, w in samples.windows.items()}
         self.labels = _tensor(samples.labels, pin)
         self.device, self.batch_size, self.augment = device, batch_size, augment
+        self.per_epoch = min(len(self.labels), per_epoch or len(self.labels))
         self.generator = torch.Generator().manual_seed(seed)
         self.part = (0, slice(0, 0))
 
     def __len__(self) -> int:
-        full, last = divmod(len(self.labels), self.batch_size)
+        full, last = divmod(self.per_epoch, self.batch_size)
         return full + (distributed.batch_shard(last) is not None if last else 0)
 
     def __iter__(self):
-        order = torch.randperm(len(self.labels), generator=self.generator)
+        order = torch.randperm(len(self.labels), generator=self.generator)[:self.per_epoch]
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             views = torch.randint(0, 8, (len(idx),), generator=self.generator) if self.augment else None
@@ -336,7 +341,7 @@ def train_stage1(model: LVPCNet, train: Samples, val: Samples | None, settings: 
     """LVFD: shared/specific encoders aligned with the language priors, classifier on the complete representation."""
     device = next(model.parameters()).device
     cfg, (l1, l2, _, _) = model.cfg, settings.lambdas
-    batches = Batches(train, device, settings.batch_size, settings.augment, settings.seed)
+    batches = Batches(train, device, settings.batch_size, settings.augment, settings.seed, settings.samples_per_epoch)
 
     full = tuple(cfg.modalities)
 
@@ -388,7 +393,8 @@ def train_stage2(model: LVPCNet, available: tuple[str, ...], train: Samples, val
     for p in case_params:
         p.requires_grad_(True)
     shared_mean, specific = _frozen_features(model, train, available)
-    batches = Batches(train, device, settings.batch_size, augment=False, seed=settings.seed)
+    batches = Batches(train, device, settings.batch_size, augment=False, seed=settings.seed,
+                      per_epoch=settings.samples_per_epoch)
 
     def batch_loss(idx, x, y):
         slots, cross = [], 0.0

@@ -117,3 +117,15 @@ def test_augmentation_gives_each_sample_its_own_view():
     assert torch.equal(out[0], torch.rot90(windows[0], 1, dims=(1, 2)))
     assert torch.equal(out[1], torch.flip(windows[1], dims=(2,)))
     assert dihedral(windows, None) is windows
+
+
+def test_an_epoch_draws_at_most_samples_per_epoch_pixels_and_epochs_draw_afresh():
+    from lvpcnet_core.training import Batches
+
+    samples = separable_samples(tiny_model().cfg, n_per_class=40)   # 120 samples
+    batches = Batches(samples, torch.device("cpu"), batch_size=16, augment=False, seed=0, per_epoch=40)
+    epochs = [torch.cat([idx for idx, _, _ in batches]) for _ in range(3)]
+    assert len(batches) == 3 and all(len(e) == 40 and len(set(e.tolist())) == 40 for e in epochs)
+    assert len(set(torch.cat(epochs).tolist())) > 40    # another draw each epoch, not the same 40 pixels
+    whole = Batches(samples, torch.device("cpu"), batch_size=16, augment=False, seed=0, per_epoch=1000)
+    assert len(whole) == 8 and sorted(torch.cat([idx for idx, _, _ in whole]).tolist()) == list(range(120))
