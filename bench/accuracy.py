@@ -171,11 +171,12 @@ def engine_defaults() -> dict:
     from lvpcnet_core.training import TrainSettings
 
     skip = {"epochs_stage1", "epochs_stage2", "patience", "max_samples_per_class", "seed", "device", "threads"}
-    # settings added later count only when set: at None (their neutral value) the runs cached before them stay valid
-    later = {"stem_width", "samples_per_epoch"}
+    # settings added later count only when changed: at the value that means what the code did before them, the runs
+    # cached before them stay valid
+    later = {"stem_width": None, "samples_per_epoch": None, "band_reduction": 0}
     # as the cache's JSON holds them (tuples become lists), so that a cached run compares equal
     return json.loads(json.dumps({k: v for k, v in TrainSettings().to_dict().items()
-                                  if k not in skip and not (k in later and v is None)}))
+                                  if k not in skip and not (k in later and v == later[k])}))
 
 
 def run_config(args: argparse.Namespace, unit: str | None = None) -> dict:

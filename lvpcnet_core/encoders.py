@@ -29,6 +29,9 @@ class ModelConfig:
     token_grid: int = 3
     stem_depth: int = 1
     stem_width: int | None = None   # channels of the stem's convolutions; None = `width` (as before issue 15)
+    # a modality of more bands first goes through a 1x1 convolution to this many (0 = never): the stem's 3x3
+    # convolution over every band of every window was most of a training step on hyperspectral layers
+    band_reduction: int = 0
     width: int = 64
     depth: int = 4
     heads: int = 4
@@ -84,6 +87,9 @@ class TokenEmbedding(nn.Module):
         self.stride = cfg.token_stride
         self.grid = cfg.grid
         layers: list[nn.Module] = []
+        if 0 < cfg.band_reduction < in_channels:
+            layers.append(nn.Conv2d(in_channels, cfg.band_reduction, 1, bias=False))
+            in_channels = cfg.band_reduction
         for i in range(cfg.stem):
             layers += [nn.Conv2d(in_channels if i == 0 else cfg.stem_width, cfg.stem_width, 3, bias=False),
                        nn.BatchNorm2d(cfg.stem_width), nn.GELU()]

@@ -141,7 +141,8 @@ def _damaged(name: str, problem: str) -> LvpcError:
 # cannot make the loader build a network of billions of weights before the tensors are compared.
 _CONFIG_LIMITS = {
     "n_classes": Limit(2, 255), "text_dim": Limit(1, 65536), "patch_size": Limit(1, 999, odd=True),
-    "token_grid": Limit(1, 999), "stem_depth": Limit(0, 99), "stem_width": Limit(1, 65536), "width": Limit(1, 65536), "depth": Limit(1, 1000),
+    "token_grid": Limit(1, 999), "stem_depth": Limit(0, 99), "stem_width": Limit(1, 65536),
+    "band_reduction": Limit(0, 100000), "width": Limit(1, 65536), "depth": Limit(1, 1000),
     "heads": Limit(1, 1024), "mlp_ratio": Limit(1e-3, 64, integer=False), "prompt_length": Limit(1, 10000),
     "temperature": Limit(1e-6, 100, integer=False),
 }
@@ -151,8 +152,8 @@ _SIZE = Limit(1, 10**9)
 # keys a model may lack: what training measured, and what models trained before issue 14 did not record
 _OPTIONAL = {"report": dict, "grid": dict, "layers": dict, "versions": dict, "created": str, "class_keys": list}
 # keys a model may lack: models written before the convolutional stem existed have none (it then has depth 0), and
-# models before issue 15 no stem width (None: the stem is as wide as the transformer)
-_CONFIG_OPTIONAL = {"stem_depth": 0, "stem_width": None}
+# models before issue 15 no stem width (None: the stem is as wide as the transformer) and no band reduction
+_CONFIG_OPTIONAL = {"stem_depth": 0, "stem_width": None, "band_reduction": 0}
 
 
 def _metadata_problem(meta: dict) -> str | None:

@@ -37,6 +37,7 @@ class TrainSettings:
     token_grid: int = ModelConfig.token_grid
     stem_depth: int = ModelConfig.stem_depth
     stem_width: int | None = ModelConfig.stem_width
+    band_reduction: int = ModelConfig.band_reduction
     width: int = ModelConfig.width
     depth: int = ModelConfig.depth
     heads: int = ModelConfig.heads

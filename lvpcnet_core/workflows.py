@@ -182,6 +182,7 @@ def fit_arrays(layers, label_image: np.ndarray, values: list[int], names: list[s
     cfg = ModelConfig(modalities=order, bands=dict(stack.bands), n_classes=len(values),
                       text_dim=encoder.dim if encoder is not None else PROTOTYPE_DIM, patch_size=settings.patch_size,
                       token_grid=settings.token_grid, stem_depth=settings.stem_depth, stem_width=settings.stem_width,
+                      band_reduction=settings.band_reduction,
                       width=settings.width, depth=settings.depth, heads=settings.heads,
                       prompt_length=settings.prompt_length, extra=settings.ablation())
     progress.info(f"training on {device.type}: {len(train_set)} training and {len(val_set)} validation pixels, "

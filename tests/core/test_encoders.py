@@ -20,10 +20,11 @@ def test_even_patch_refused():
         tiny_config(patch_size=10)
 
 
-@pytest.mark.parametrize("stem,stem_width", [(0, None), (2, None), (1, 8)])
-def test_dense_embedding_gathers_the_same_tokens_as_windows(stem, stem_width):
+@pytest.mark.parametrize("stem,stem_width,reduction", [(0, None, 0), (2, None, 0), (1, 8, 0), (1, None, 2), (0, None, 3),
+                                                        (1, None, 4)])
+def test_dense_embedding_gathers_the_same_tokens_as_windows(stem, stem_width, reduction):
     torch.manual_seed(0)
-    cfg = tiny_config(patch_size=11, stem_depth=stem, stem_width=stem_width)
+    cfg = tiny_config(patch_size=11, stem_depth=stem, stem_width=stem_width, band_reduction=reduction)
     embed = TokenEmbedding(4, cfg)
     embed.train()
     embed(torch.randn(64, 4, 11, 11) * 3 + 1)   # batch-norm statistics away from the identity
@@ -35,8 +36,13 @@ def test_dense_embedding_gathers_the_same_tokens_as_windows(stem, stem_width):
     dense = embed.gather(embed.dense(block), rows, cols)
     assert torch.allclose(dense, embed(windows), atol=1e-5)
     assert dense.shape[-1] == cfg.width
+    convs = [m for m in embed.stem if isinstance(m, torch.nn.Conv2d)]
+    reduced = 0 < reduction < 4   # 4 bands: a reduction to 4 or more leaves them as they are
+    assert len(convs) == stem + reduced and (not convs or convs[0].in_channels == 4)
+    if reduced:
+        assert convs[0].kernel_size == (1, 1) and convs[0].out_channels == reduction
     if stem:
-        assert embed.stem[0].out_channels == (stem_width or cfg.width)
+        assert convs[-1].out_channels == (stem_width or cfg.width)
 
 
 def test_config_round_trip():
