@@ -275,11 +275,13 @@ class Case:
     output: Path
     error: str | None = None
     log: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)   # environment variables of this run
 
 
-def cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+def cli(args: list[str], timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lvpcnet_core", *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}, timeout=timeout)
+                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})},
+                          timeout=timeout)
 
 
 def bad_files(folder: Path, hs: str, lidar: str, grid, model: Path, water: tuple[int, int],
@@ -441,6 +443,8 @@ CASES: dict[str, Callable[[Ctx], Case]] = {
                                                   "with MAP, the map is evaluated as it is: leave LIDAR empty"),
     "model: pickle crafted to run code": lambda c: Case(c.classify(c.hs, c.lidar, model="bomb"), c.map,
                                                         "MODEL: 'bomb.lvpc' is not a readable LVPC model file"),
+    "LVPC_BF16 neither 0, 1 nor auto": lambda c: Case(c.classify(c.hs, c.lidar), c.map, "LVPC_BF16='yes': use 0 (fp32), "
+                                                      "1 (bf16) or auto", env={"LVPC_BF16": "yes"}),
     "subset without prompts": lambda c: Case(c.classify(c.lidar, model="no_lidar_case"), c.map, "lvpc:learnprompts"),
     # outputs that name an input, another output, a folder or nowhere: refused before any work
     "classify --out = the LiDAR input": lambda c: Case(
@@ -516,7 +520,7 @@ def run_cases(world: dict, cases: dict, context: type, run) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(world: dict) -> dict[str, tuple[Case, subprocess.CompletedProcess, Path, dict[str, bytes]]]:
-    return run_cases(world, CASES, Ctx, lambda case: cli(case.args))
+    return run_cases(world, CASES, Ctx, lambda case: cli(case.args, env=case.env))
 
 
 def test_messy_but_valid_rois_train(world: dict) -> None:
