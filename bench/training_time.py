@@ -29,6 +29,22 @@ fit(data["arrays"], data["train"], data["values"], data["names"], settings)
 print(json.dumps({"cpu": time.process_time() - cpu}))
 """
 
+# the DEFAULT schedule of one engine (its own TrainSettings(): network, epochs, early stopping, refit), timed, and the
+# model's OA on the right-half test pixels: what a user of that engine waits for and gets
+TRAIN_DEFAULT = """
+import json, sys, time
+from bench.common import fit, load_split
+from lvpcnet_core.training import TrainSettings
+from lvpcnet_core.workflows import evaluate_arrays
+dataset, per_class, n_mod = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = load_split(dataset, n_mod, train_cap=per_class)
+cpu = time.process_time()
+model, _ = fit(data["arrays"], data["train"], data["values"], data["names"], TrainSettings(threads=1))
+cpu = time.process_time() - cpu
+oa = evaluate_arrays(model, data["values"], data["names"], data["arrays"], data["test"])["oa"]
+print(json.dumps({"cpu": cpu, "oa": oa}))
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -41,6 +57,8 @@ def main() -> None:
                         help="side by side: a fixed short schedule (--epochs) on the engine of this git revision and "
                              "on this checkout's, alternating fresh processes, CPU time of one thread and the ratio")
     parser.add_argument("--epochs", type=int, nargs=2, default=[10, 4], metavar=("STAGE1", "STAGE2"))
+    parser.add_argument("--default-schedule", action="store_true",
+                        help="with --against: each engine's whole default schedule instead of --epochs (and its OA)")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     if args.against:
@@ -86,14 +104,17 @@ def side_by_side(args: argparse.Namespace) -> None:
         before = engine_at(args.against, f"{tmp}/before")
         for n_mod in args.modalities:
             best: dict[str, float] = {}
+            oa: dict[str, list[float]] = {"before": [], "now": []}
+            code, schedule = ((TRAIN_DEFAULT, []) if args.default_schedule else (TRAIN_FIXED, list(map(str, args.epochs))))
             for _ in range(args.repeats):
                 for name, tree in (("before", before), ("now", None)):
-                    took = run_engine(tree, TRAIN_FIXED, args.dataset, str(args.per_class), str(n_mod),
-                                      *map(str, args.epochs))["cpu"]
-                    best[name] = min(best.get(name, float("inf")), took)
-            rows.append({"modalities": n_mod, "epochs": "+".join(map(str, args.epochs)),
+                    result = run_engine(tree, code, args.dataset, str(args.per_class), str(n_mod), *schedule)
+                    best[name] = min(best.get(name, float("inf")), result["cpu"])
+                    oa[name] += [result["oa"]] if "oa" in result else []
+            rows.append({"modalities": n_mod, "schedule": "default" if args.default_schedule else "+".join(schedule),
                          "before CPU s": best["before"], "now CPU s": best["now"],
-                         "ratio": best["before"] / best["now"], "load": round(os.getloadavg()[0], 1)})
+                         "ratio": best["before"] / best["now"], "load": round(os.getloadavg()[0], 1),
+                         **({f"{name} OA": sum(v) / len(v) for name, v in oa.items()} if args.default_schedule else {})})
             print(rows[-1], flush=True)
     table(rows, list(rows[0]), f"Side by side: training on {args.dataset} ({args.per_class} px/class), engine of "
           f"{args.against} (before) vs this checkout (now), fixed schedule, 1 thread, best of {args.repeats}")
