@@ -91,7 +91,7 @@ class ScenePredictor:
         if valid_mask is not None:
             code[~valid_mask] = 0
         probabilities = np.full((cfg.n_classes, rows, cols), np.nan, dtype=np.float32)
-        maps = _LazyMaps(model, x)
+        maps = TokenMaps(model, x)
         counts = {}
         for value in np.unique(code):
             if value == 0:
@@ -108,24 +108,28 @@ class ScenePredictor:
                     F.softmax(logits, dim=1).cpu().numpy().T
         return probabilities, counts
 
-    def _logits(self, maps: "_LazyMaps", available: tuple[str, ...], rows: torch.Tensor, cols: torch.Tensor
+    def _logits(self, maps: "TokenMaps", available: tuple[str, ...], rows: torch.Tensor, cols: torch.Tensor
                 ) -> torch.Tensor:
         model = self.model
-        shared = [] if model.shared is None else [F.normalize(f, dim=-1) for f in model.shared.encode_tokens(
-            [model.shared.embed[m].gather(maps.shared(m), rows, cols) for m in available])]
-        specific = []
-        for m, compensator in model.slots(available):
-            encoder = model.specific[m]
-            if compensator is None:
-                feature = encoder.encode_tokens(encoder.embed.gather(maps.specific(m), rows, cols))
-            else:
-                tokens = encoder.embed.gather(maps.compensated(available, m), rows, cols)
-                feature = encoder.encode_tokens(tokens, compensator.prompts)
-            specific.append(F.normalize(feature, dim=-1))
-        return model.classifier(shared, specific)
+        shared = [] if model.shared is None else [model.shared.embed[m].gather(maps.shared(m), rows, cols)
+                                                  for m in available]
+        specific = [model.specific[m].embed.gather(maps.slot(available, m, compensator), rows, cols)
+                    for m, compensator in model.slots(available)]
+        return logits_of_tokens(model, available, shared, specific)
 
 
-class _LazyMaps:
+def logits_of_tokens(model: LVPCNet, available: tuple[str, ...], shared: list[torch.Tensor],
+                     specific: list[torch.Tensor]) -> torch.Tensor:
+    """Class logits of pixels from their window tokens (B, g*g, width): the shared encoder's of each available
+    modality, then one set per classifier slot in `model.slots` order. Block prediction and the ONNX graph
+    (onnx_export.py) both classify through it."""
+    features = [] if model.shared is None else [F.normalize(f, dim=-1) for f in model.shared.encode_tokens(shared)]
+    slots = [F.normalize(model.specific[m].encode_tokens(tokens, getattr(compensator, "prompts", None)), dim=-1)
+             for (m, compensator), tokens in zip(model.slots(available), specific)]
+    return model.classifier(features, slots)
+
+
+class TokenMaps:
     """Stride-1 token maps of one block, computed on first use (a compensated map only if some pixel needs it)."""
 
     def __init__(self, model: LVPCNet, x: dict[str, torch.Tensor]) -> None:
@@ -147,6 +151,10 @@ class _LazyMaps:
         compensator = self.model.compensator(available, m)
         return self._get(("comp", available, m),
                          lambda: self.model.specific[m].embed.dense(compensator.matched(self.x)))
+
+    def slot(self, available: tuple[str, ...], m: str, compensator) -> torch.Tensor:
+        """The map of modality m's classifier slot (`LVPCNet.slots`): its own, or the compensated one."""
+        return self.specific(m) if compensator is None else self.compensated(available, m)
 
 
 def classify_scene(predictor: ScenePredictor, source: BlockSource, width: int, height: int,
