@@ -40,8 +40,9 @@ def child(runtime: str, model_path: str, onnx_path: str, block_path: str, out_pa
     r = model.cfg.patch_size // 2
     split = np.cumsum([BANDS[m] for m in BANDS])[:-1]
     if runtime == "torch":
-        from lvpcnet_core.predict import ScenePredictor
+        from lvpcnet_core.predict import RUNTIME_VARIABLE, ScenePredictor
 
+        os.environ[RUNTIME_VARIABLE] = "torch"
         predictor = ScenePredictor(model, info.class_values)
 
         def run(block: np.ndarray) -> np.ndarray:
@@ -90,7 +91,7 @@ def main() -> None:
         model_path, onnx_path = os.path.join(folder, "m.lvpc"), os.path.join(folder, "m.onnx")
         save_model(model_path, model, info)
         started = time.perf_counter()
-        onnx_export.export(model, info, tuple(BANDS), onnx_path)
+        onnx_export.export(model, tuple(BANDS), onnx_path, info)
         export_s = time.perf_counter() - started
         rng = np.random.default_rng(0)
         for size in args.sizes:

@@ -323,7 +323,7 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
         progress.info(f"classifying {grid.width} x {grid.height} pixels with {', '.join(available)}"
                       + ("" if len(available) == len(model.cfg.modalities) else
                          f" ({'learned prompts' if fill == 'prompts' else 'zero-filled'} for the missing modalities)"))
-        predictor = ScenePredictor(model, info.class_values, fill=fill)
+        predictor = ScenePredictor(model, info.class_values, fill=fill, log=progress.info)
         window = (lambda x, y, w, h: mask_reader[y:y + h, x:x + w]) if mask_reader is not None else None
 
         def writer() -> raster_io.ClassMapWriter:
@@ -681,7 +681,7 @@ def export_onnx(model_path: str, out_path: str, available: list[str] | None = No
                   + ", then ".join(f"{m} ({expects.bands[m]} band{'s' if expects.bands[m] > 1 else ''})" for m in case)
                   + f", {f'{tile_size} x {tile_size}' if tile_size else 'any size'}")
     started = time.perf_counter()
-    meta = onnx_export.export(model, info, case, out_path, tile_size)
+    meta = onnx_export.export(model, case, out_path, info, tile_size)
     progress.set_progress(100.0)
     return {"onnx": out_path, "available": list(case), "bands": {m: expects.bands[m] for m in case},
             "tile_size": tile_size, "tiles_overlap_percent": json.loads(meta["tiles_overlap"]),
