@@ -143,3 +143,17 @@ def test_without_the_onnx_packages_the_message_says_what_to_install(world):
 
 def test_the_packages_named_are_the_pinned_ones(repo_root: Path):
     assert set(onnx_export.PACKAGES) <= set((repo_root / "requirements.txt").read_text().splitlines())
+
+
+def test_ablations_export_too(tmp_path: Path):
+    """Without a shared encoder (vf) and with a CNN rebuilding the missing input (vp2): the same function again."""
+    from .helpers import tiny_model
+
+    model = tiny_model(extra={"decoupling": False, "compensation": "reconstruction"})
+    model.add_case(("lidar",))
+    lidar = np.random.default_rng(5).normal(size=(1, 15, 18)).astype(np.float32)
+    onnx_export.export(model, ("lidar",), tmp_path / "vf_vp2.onnx")
+    r = model.cfg.patch_size // 2
+    padded = np.pad(lidar, ((0, 0), (r, r), (r, r)), constant_values=np.nan)
+    _agree(_run(tmp_path / "vf_vp2.onnx", lidar),
+           ScenePredictor(model, [1, 2, 3]).predict_probabilities({"lidar": padded})[0])
