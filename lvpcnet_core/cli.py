@@ -1,4 +1,5 @@
-"""Command line for machines without QGIS: `python -m lvpcnet_core train|classify|evaluate|prompts|info|describe|demo`.
+"""Command line for machines without QGIS:
+`python -m lvpcnet_core train|classify|evaluate|prompts|info|export|describe|demo`.
 
 `torchrun --nproc-per-node N -m lvpcnet_core train|prompts|classify ...` runs the same commands on N processes
 (docs/scaling.md); only rank 0 shows progress and prints the result."""
@@ -58,6 +59,11 @@ def _modalities(pairs: list[tuple[str, str]] | None) -> dict[str, str]:
             raise LvpcError(f"--modality {name} is given twice; give each modality once")
         result[name] = path
     return result
+
+
+def _names(text: str | None) -> list[str]:
+    """A comma-separated list of modality names, as --available and --modalities take them."""
+    return [name.strip().lower() for name in (text or "").split(",") if name.strip()]
 
 
 def _extent(text: str) -> tuple[float, float, float, float]:
@@ -186,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the information to this JSON file")
     p.add_argument("--html", help="write it as an HTML page")
 
+    p = sub.add_parser("export", help="write one absence case of a model as an ONNX graph of whole blocks, for ONNX "
+                                      "Runtime and the QGIS plugin Deepness")
+    p.add_argument("model", help=".lvpc model file")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx",
+                   help="ONNX file to write: input 'bands' (N, C, H, W), the raw bands of the available modalities "
+                        "stacked in the model's order; output 'probabilities' (N, classes, H, W)")
+    p.add_argument("--available", help="comma-separated modalities the graph takes, e.g. lidar; the model's prompts "
+                                       "stand in for the others (default: all of the model's modalities)")
+    p.add_argument("--tile-size", type=_number("tile_size"),
+                   help="fix the input to this many pixels a side, 64 to 4096 (Deepness needs a fixed tile: 256 "
+                        "suits it); default: any size")
+
     p = sub.add_parser("describe", help="write the editable class-description table (language priors)")
     p.add_argument("--classes", help="comma-separated class names")
     p.add_argument("--modalities", default="hs,lidar", help="comma-separated modality names (default %(default)s)")
@@ -265,16 +283,19 @@ def _run(args: argparse.Namespace, progress: TqdmProgress):
         settings = _settings(args)
         settings.device = args.device
         return workflows.learn_prompts(args.model, _modalities(args.modality), _label_source(args),
-                                       [a.strip().lower() for a in args.available.split(",") if a.strip()],
+                                       _names(args.available),
                                        args.out, settings=settings, progress=progress)
     if args.command == "info":
         from .report import model_summary
 
         print(model_summary(workflows.model_information(args.model, json_path=args.json, html_path=args.html)))
         return None
+    if args.command == "export":
+        return workflows.export_onnx(args.model, args.onnx, _names(args.available), tile_size=args.tile_size,
+                                     progress=progress)
     if args.command == "describe":
         classes = [c.strip() for c in (args.classes or "").split(",") if c.strip()]
-        modalities = [m.strip().lower() for m in args.modalities.split(",") if m.strip()]
+        modalities = _names(args.modalities)
         return {"descriptions": workflows.describe(classes, modalities, args.out)}
     if args.command == "demo":
         return run_demo(Path(args.out_dir), args.device, progress)

@@ -114,6 +114,15 @@ class TokenEmbedding(nn.Module):
         # a channels-last map is (H*W, width) in memory: the tokens come out in the transformer's layout
         return dense_map[0].permute(1, 2, 0).reshape(-1, dense_map.shape[1])[flat]
 
+    def every_window(self, dense_map: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        """Tokens of every window of `dense` maps (N, width, rows + (g-1)s, cols + (g-1)s), pixel by pixel in row
+        order: (N * rows * cols, g*g, width). The same tokens as `gather` of all pixels, as g*g shifted slices of
+        the maps (no data-dependent indexing): what an ONNX graph of whole blocks computes (onnx_export.py)."""
+        s = self.stride
+        shifted = [dense_map[:, :, i * s:i * s + rows, j * s:j * s + cols] for i in range(self.grid)
+                   for j in range(self.grid)]
+        return torch.stack(shifted, 1).permute(0, 3, 4, 1, 2).reshape(-1, len(shifted), dense_map.shape[1])
+
 
 def channels_last(images: torch.Tensor) -> torch.Tensor:
     """Pixel-interleaved layout for the convolutions: 1.1-1.2x faster on this CPU's oneDNN kernels
@@ -228,7 +237,7 @@ class SharedEncoder(nn.Module):
     def encode_tokens(self, tokens: list[torch.Tensor]) -> list[torch.Tensor]:
         """Features of several modalities' tokens (one tensor each) in ONE pass of the shared weights."""
         features = self.head(self.transformer(torch.cat(tokens) if len(tokens) > 1 else tokens[0]))
-        return list(features.split([len(t) for t in tokens]))
+        return list(features.split([t.shape[0] for t in tokens]))
 
     def forward(self, windows: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Shared features of every modality in `windows`, in its order."""

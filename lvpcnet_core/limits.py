@@ -47,6 +47,8 @@ LIMITS: dict[str, Limit] = {
     "seed": Limit(0, 2**31 - 1),
     "threads": Limit(1, 1024),
     "block_size": Limit(1, 4096, meaning=" pixels a side"),
+    # an exported graph's fixed tile: Deepness overlaps its tiles by at least a window (up to 33 pixels)
+    "tile_size": Limit(64, 4096, meaning=" pixels a side"),
 }
 
 

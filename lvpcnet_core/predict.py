@@ -8,6 +8,7 @@ thread while the current one is computed.
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
@@ -16,9 +17,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import LvpcError
 from .network import LVPCNet
 from .progress import Progress, check_cancel
 from .training import BF16_VARIABLE, autocast, cpu_has_bf16, inference_autocast, inference_bf16
+
+
+# what classifies the blocks on the CPU: "torch" (default) or "onnx", ONNX Runtime on each case's exported graph
+RUNTIME_VARIABLE = "LVPC_RUNTIME"
+
+
+def inference_runtime() -> str:
+    """LVPC_RUNTIME's choice: 'torch' unless it says 'onnx'."""
+    choice = os.environ.get(RUNTIME_VARIABLE, "torch").strip().lower() or "torch"
+    if choice not in ("torch", "onnx"):
+        raise LvpcError(f"Environment variable {RUNTIME_VARIABLE}={choice!r}: use torch (the default) or onnx "
+                        "(ONNX Runtime, on the CPU)")
+    return choice
 
 
 class BlockSource(Protocol):
@@ -48,13 +63,22 @@ def blocks(width: int, height: int, size: int) -> Iterator[tuple[int, int, int, 
 class ScenePredictor:
     """Applies a trained model to normalised blocks; `fill='zeros'` replaces prompts by zero input (vp1)."""
 
-    def __init__(self, model: LVPCNet, class_values: list[int], fill: str = "prompts", chunk: int = 1024) -> None:
+    def __init__(self, model: LVPCNet, class_values: list[int], fill: str = "prompts", chunk: int = 1024,
+                 log: Callable[[str], None] | None = None) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.codes = np.asarray(class_values, dtype=np.uint8)
         self.fill, self.chunk = fill, chunk
         self.radius = model.cfg.patch_size // 2
         self.bf16 = inference_bf16(self.device)
+        self.onnx = None
+        if inference_runtime() == "onnx":
+            if self.device.type != "cpu" or fill != "prompts":
+                raise LvpcError(f"{RUNTIME_VARIABLE}=onnx classifies on the CPU with learned prompts: choose the "
+                                f"device cpu and the fill 'prompts', or unset {RUNTIME_VARIABLE}")
+            from .onnx_export import RuntimeCases
+
+            self.onnx = RuntimeCases(model, log)
 
     def predict_block(self, raw: dict[str, np.ndarray], valid_mask: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, ...], int]]:
@@ -91,7 +115,7 @@ class ScenePredictor:
         if valid_mask is not None:
             code[~valid_mask] = 0
         probabilities = np.full((cfg.n_classes, rows, cols), np.nan, dtype=np.float32)
-        maps = _LazyMaps(model, x)
+        maps = TokenMaps(model, x)
         counts = {}
         for value in np.unique(code):
             if value == 0:
@@ -99,6 +123,9 @@ class ScenePredictor:
             available = tuple(m for i, m in enumerate(cfg.modalities) if value >> i & 1)
             pr, pc = np.nonzero(code == value)
             counts[available] = len(pr)
+            if self.onnx is not None:
+                probabilities[:, pr, pc] = self._onnx_case(raw, available, pr, pc)
+                continue
             for start in range(0, len(pr), self.chunk):
                 r_t = torch.from_numpy(pr[start:start + self.chunk]).to(self.device)
                 c_t = torch.from_numpy(pc[start:start + self.chunk]).to(self.device)
@@ -108,24 +135,35 @@ class ScenePredictor:
                     F.softmax(logits, dim=1).cpu().numpy().T
         return probabilities, counts
 
-    def _logits(self, maps: "_LazyMaps", available: tuple[str, ...], rows: torch.Tensor, cols: torch.Tensor
+    def _onnx_case(self, raw: dict[str, np.ndarray], available: tuple[str, ...], rows: np.ndarray, cols: np.ndarray
+                   ) -> np.ndarray:
+        """(K, n) probabilities of the pixels (rows, cols) by ONNX Runtime, over the box that holds them."""
+        r0, c0, size = rows.min(), cols.min(), 2 * self.radius + 1
+        bands = np.concatenate([raw[m][:, r0:rows.max() + size, c0:cols.max() + size] for m in available])
+        return self.onnx.probabilities(available, bands)[:, rows - r0, cols - c0]
+
+    def _logits(self, maps: "TokenMaps", available: tuple[str, ...], rows: torch.Tensor, cols: torch.Tensor
                 ) -> torch.Tensor:
         model = self.model
-        shared = [] if model.shared is None else [F.normalize(f, dim=-1) for f in model.shared.encode_tokens(
-            [model.shared.embed[m].gather(maps.shared(m), rows, cols) for m in available])]
-        specific = []
-        for m, compensator in model.slots(available):
-            encoder = model.specific[m]
-            if compensator is None:
-                feature = encoder.encode_tokens(encoder.embed.gather(maps.specific(m), rows, cols))
-            else:
-                tokens = encoder.embed.gather(maps.compensated(available, m), rows, cols)
-                feature = encoder.encode_tokens(tokens, compensator.prompts)
-            specific.append(F.normalize(feature, dim=-1))
-        return model.classifier(shared, specific)
+        shared = [] if model.shared is None else [model.shared.embed[m].gather(maps.shared(m), rows, cols)
+                                                  for m in available]
+        specific = [model.specific[m].embed.gather(maps.slot(available, m, compensator), rows, cols)
+                    for m, compensator in model.slots(available)]
+        return logits_of_tokens(model, available, shared, specific)
 
 
-class _LazyMaps:
+def logits_of_tokens(model: LVPCNet, available: tuple[str, ...], shared: list[torch.Tensor],
+                     specific: list[torch.Tensor]) -> torch.Tensor:
+    """Class logits of pixels from their window tokens (B, g*g, width): the shared encoder's of each available
+    modality, then one set per classifier slot in `model.slots` order. Block prediction and the ONNX graph
+    (onnx_export.py) both classify through it."""
+    features = [] if model.shared is None else [F.normalize(f, dim=-1) for f in model.shared.encode_tokens(shared)]
+    slots = [F.normalize(model.specific[m].encode_tokens(tokens, getattr(compensator, "prompts", None)), dim=-1)
+             for (m, compensator), tokens in zip(model.slots(available), specific)]
+    return model.classifier(features, slots)
+
+
+class TokenMaps:
     """Stride-1 token maps of one block, computed on first use (a compensated map only if some pixel needs it)."""
 
     def __init__(self, model: LVPCNet, x: dict[str, torch.Tensor]) -> None:
@@ -148,6 +186,10 @@ class _LazyMaps:
         return self._get(("comp", available, m),
                          lambda: self.model.specific[m].embed.dense(compensator.matched(self.x)))
 
+    def slot(self, available: tuple[str, ...], m: str, compensator) -> torch.Tensor:
+        """The map of modality m's classifier slot (`LVPCNet.slots`): its own, or the compensated one."""
+        return self.specific(m) if compensator is None else self.compensated(available, m)
+
 
 def classify_scene(predictor: ScenePredictor, source: BlockSource, width: int, height: int,
                    write: Callable[[BlockResult], None], progress: Progress, block_size: int = 256,
@@ -156,7 +198,10 @@ def classify_scene(predictor: ScenePredictor, source: BlockSource, width: int, h
     """Classifies the whole grid (or the blocks `todo`, a distributed rank's share); reading of block n+1 overlaps
     the computation of block n."""
     r = predictor.radius
-    if predictor.device.type == "cpu":
+    if predictor.onnx is not None:
+        progress.info(f"CPU runtime: ONNX Runtime, fp32 ({RUNTIME_VARIABLE}=onnx; each absence case is exported "
+                      "when its first pixel comes)")
+    elif predictor.device.type == "cpu":
         progress.info(f"CPU arithmetic: {'bf16 autocast' if predictor.bf16 else 'fp32'} "
                       f"(native bf16: {'yes' if cpu_has_bf16() else 'no'}; {BF16_VARIABLE}=0, 1 or auto chooses)")
     modalities = [m for m in predictor.model.cfg.modalities if m in source.bands]

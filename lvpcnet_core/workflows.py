@@ -324,7 +324,7 @@ def classify(model_path: str, modalities: dict[str, str], out_map: str, *, confi
         progress.info(f"classifying {grid.width} x {grid.height} pixels with {', '.join(available)}"
                       + ("" if len(available) == len(model.cfg.modalities) else
                          f" ({'learned prompts' if fill == 'prompts' else 'zero-filled'} for the missing modalities)"))
-        predictor = ScenePredictor(model, info.class_values, fill=fill)
+        predictor = ScenePredictor(model, info.class_values, fill=fill, log=progress.info)
         window = (lambda x, y, w, h: mask_reader[y:y + h, x:x + w]) if mask_reader is not None else None
 
         def writer() -> raster_io.ClassMapWriter:
@@ -656,6 +656,37 @@ def learn_prompts(model_path: str, modalities: dict[str, str], labels: LabelSour
         save_model(out_model, model, info)
     progress.set_progress(100.0)
     return {"case": "+".join(case), **result}
+
+
+def export_onnx(model_path: str, out_path: str, available: list[str] | None = None, *, tile_size: int | None = None,
+                progress: Progress | None = None) -> dict:
+    """One absence case of a model (default: all its modalities) as an ONNX graph of whole blocks, for ONNX Runtime
+    and tools such as the QGIS plugin Deepness (onnx_export.py says what the graph takes and gives)."""
+    from . import onnx_export
+    from .compatibility import ModelLayers
+    from .model_file import load_model, read_metadata
+
+    progress = progress or SilentProgress()
+    check_options({"tile_size": tile_size})
+    check_outputs({"OUTPUT": out_path}, {"MODEL": model_path})
+    expects = ModelLayers.of_metadata(read_metadata(model_path))
+    given = list(available or expects.modalities)
+    unknown = [m for m in given if m not in expects.modalities]
+    if unknown or len(set(given)) != len(given):
+        raise LvpcError(f"AVAILABLE (--available) must name distinct modalities of the model "
+                        f"({', '.join(expects.modalities)}), got {', '.join(given)}")
+    case = expects.available(given)   # refuses a case the model has no prompts for
+    onnx_export.require_onnx()
+    model, info = load_model(model_path)
+    progress.info(f"exporting the case {'+'.join(case)}: input 'bands' = "
+                  + ", then ".join(f"{m} ({expects.bands[m]} band{'s' if expects.bands[m] > 1 else ''})" for m in case)
+                  + f", {f'{tile_size} x {tile_size}' if tile_size else 'any size'}")
+    started = time.perf_counter()
+    meta = onnx_export.export(model, case, out_path, info, tile_size)
+    progress.set_progress(100.0)
+    return {"onnx": out_path, "available": list(case), "bands": {m: expects.bands[m] for m in case},
+            "tile_size": tile_size, "tiles_overlap_percent": json.loads(meta["tiles_overlap"]),
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def model_information(model_path: str, *, json_path: str | None = None, html_path: str | None = None) -> dict:

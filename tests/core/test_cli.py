@@ -22,7 +22,7 @@ def cli(*args, cwd=None):
 def test_help_documents_every_command_and_option():
     top = cli("--help")
     assert top.returncode == 0
-    for command in ("train", "classify", "evaluate", "prompts", "info", "describe", "demo"):
+    for command in ("train", "classify", "evaluate", "prompts", "info", "export", "describe", "demo"):
         assert command in top.stdout
     train = cli("train", "--help").stdout
     for option in ("--modality", "--labels", "--rois", "--class-field", "--descriptions", "--out", "--device",

@@ -45,6 +45,20 @@ def test_dense_embedding_gathers_the_same_tokens_as_windows(stem, stem_width, re
         assert convs[-1].out_channels == (stem_width or cfg.width)
 
 
+@pytest.mark.parametrize("patch,stem", [(11, 1), (7, 0), (5, 1)])
+def test_every_window_gives_the_gathered_tokens_of_every_pixel(patch, stem):
+    """The ONNX graph's shifted slices and block prediction's gather: the same tokens, pixels in row order."""
+    torch.manual_seed(0)
+    cfg = tiny_config(patch_size=patch, stem_depth=stem)
+    embed = TokenEmbedding(3, cfg).eval()
+    h, w, r = 6, 5, patch // 2
+    dense = embed.dense(torch.randn(2, 3, h + 2 * r, w + 2 * r))
+    rows, cols = (a.flatten() for a in torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"))
+    every = embed.every_window(dense, h, w).reshape(2, h * w, cfg.grid ** 2, cfg.width)
+    for i in range(2):
+        assert torch.equal(every[i], embed.gather(dense[i:i + 1], rows, cols))
+
+
 def test_config_round_trip():
     cfg = tiny_config()
     assert ModelConfig(**cfg.to_dict()) == cfg

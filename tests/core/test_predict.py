@@ -91,3 +91,34 @@ def test_blocks_cover_the_grid_once():
     for x, y, w, h in blocks(45, 70, 16):
         seen[y:y + h, x:x + w] += 1
     assert (seen == 1).all()
+
+
+def test_onnx_runtime_path_classifies_as_torch_with_per_pixel_absence(monkeypatch):
+    """LVPC_RUNTIME=onnx: each case that has pixels in the block runs its exported graph over the box around them;
+    the probabilities are torch's, the run says which runtime classified; a bad value or a GPU is refused."""
+    model = tiny_model()
+    model.add_case(("lidar",))
+    rng = np.random.default_rng(4)
+    r = model.cfg.patch_size // 2
+    arrays = {"hs": rng.normal(size=(5, 20, 26)).astype(np.float32),
+              "lidar": rng.normal(size=(1, 20, 26)).astype(np.float32)}
+    arrays["hs"][:, 12:15, 3:9] = np.nan      # a patch without HS: the lidar-only case
+    arrays["lidar"][0, 0, 0] = arrays["hs"][0, 0, 0] = np.nan    # nothing there: nodata
+    padded = {m: _pad(a, r) for m, a in arrays.items()}
+    expected, expected_counts = ScenePredictor(model, [1, 2, 3]).predict_probabilities(padded)
+    monkeypatch.setenv("LVPC_RUNTIME", "onnx")
+    log = []
+    predictor = ScenePredictor(model, [1, 2, 3], log=log.append)
+    got, counts = predictor.predict_probabilities(padded)
+    assert counts == expected_counts == {("hs", "lidar"): 20 * 26 - 19, ("lidar",): 18}
+    assert np.isnan(got[:, 0, 0]).all() and np.isfinite(np.delete(got.reshape(3, -1), 0, axis=1)).all()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert [m.split(" exported")[0] for m in log] == [f"ONNX Runtime: the case {c}" for c in ("lidar", "hs+lidar")]
+    progress = SilentProgress()
+    classify_scene(predictor, ArrayStack(arrays), 26, 20, lambda _: None, progress)
+    assert any("CPU runtime: ONNX Runtime" in m for m in progress.messages)
+    with pytest.raises(LvpcError, match="device cpu and the fill 'prompts'"):
+        ScenePredictor(model, [1, 2, 3], fill="zeros")
+    monkeypatch.setenv("LVPC_RUNTIME", "tensorrt")
+    with pytest.raises(LvpcError, match="LVPC_RUNTIME='tensorrt': use torch"):
+        ScenePredictor(model, [1, 2, 3])
