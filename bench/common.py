@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from bench import scenes
 from lvpcnet_core.files import json_value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +102,10 @@ def table(rows: list[dict], columns: list[str], title: str) -> None:
         print("| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |")
 
 
-# Real scenes of ../shared/data, two or three modalities each (names are only slots: any work).
+# Real scenes of ../shared/data, two or three modalities each (names are only slots: any work), and scenes made from
+# it (bench/scenes.py): "make" writes the files into a temporary folder.
+BRANDENBURG_NAMES = {1: "forest", 2: "meadow", 3: "farm", 4: "residential", 5: "scrub", 6: "grass", 7: "water",
+                     8: "wetland"}
 DATASETS = {
     "slovenia": {"files": {"hs": "slovenia/s2_l1c_20150711.tif", "lidar": "slovenia/dem.tif",
                            "sar": "slovenia/ndvi_series.tif"},
@@ -110,8 +115,12 @@ DATASETS = {
                               "lidar": "brandenburg/s2_20m_B05_B06_B07_B8A_B11_B12.tif",
                               "sar": "brandenburg/s2_60m_B01_B09_B10.tif"},
                     "labels": "brandenburg/labels_osm_10m.tif",
-                    "names": {1: "forest", 2: "meadow", 3: "farm", 4: "residential", 5: "scrub", 6: "grass",
-                              7: "water", 8: "wetland"}},
+                    "names": BRANDENBURG_NAMES},
+    # 218 bands from measured spectra ('hs') + a DSM ('lidar'): the 200+ band row of issue 15
+    "hyperspectral": {"make": partial(scenes.hyperspectral, library=DATA / "spectral_libraries" / "muufl_gulfport_asd"),
+                      "names": {v: name.lower() for v, name in scenes.HS_CLASSES.items()}},
+    # Sentinel-2 as four sensors (10 m, 20 m red edge, 20 m SWIR, 60 m): the 14 absence cases of issue 15
+    "brandenburg4": {"make": partial(scenes.brandenburg4, source=DATA / "brandenburg"), "names": BRANDENBURG_NAMES},
 }
 
 
@@ -128,17 +137,30 @@ def cap_labels(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarr
 
 
 def load_split(name: str, modalities: int = 2, train_cap: int | None = 300, test_cap: int | None = 2000,
-               seed: int = 0) -> dict:
+               seed: int = 0, scene: dict | None = None) -> dict:
     """Arrays on one grid, training labels from the LEFT half and test labels from the RIGHT half
-    (spatially disjoint), each capped per class; classes without training pixels are left out."""
+    (spatially disjoint), each capped per class; classes without training pixels are left out.
+
+    `scene`: options of a made scene's maker (e.g. rows, cols, seed of "hyperspectral"), for small test scenes."""
+    import tempfile
+
     from lvpcnet_core import raster_io
 
     spec = DATASETS[name]
-    files = {m: str(DATA / f) for m, f in list(spec["files"].items())[:modalities]}
-    with raster_io.AlignedStack(files, log=lambda _: None) as stack:
-        arrays = stack.read_all()
-        grid = stack.grid
-    labels = raster_io.read_labels(str(DATA / spec["labels"]), grid, log=lambda _: None)
+    with tempfile.TemporaryDirectory(prefix=f"lvpc-{name}-") as folder:
+        if "make" in spec:
+            files, label_path = spec["make"](folder, **(scene or {}))
+        else:
+            files, label_path = {m: str(DATA / f) for m, f in spec["files"].items()}, str(DATA / spec["labels"])
+        if not 1 <= modalities <= len(files):
+            from lvpcnet_core.errors import LvpcError
+
+            raise LvpcError(f"--modalities {modalities}: {name} has {len(files)} ({', '.join(files)}); choose 1 to "
+                            f"{len(files)}")
+        with raster_io.AlignedStack(dict(list(files.items())[:modalities]), log=lambda _: None) as stack:
+            arrays = stack.read_all()
+            grid = stack.grid
+        labels = raster_io.read_labels(label_path, grid, log=lambda _: None)
     half = grid.width // 2
     left, right = labels.copy(), labels.copy()
     left[:, half:] = 0

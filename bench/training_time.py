@@ -4,6 +4,9 @@ modalities, with RandomForest (benchmark 4) on exactly the same pixels, side by 
 Data: Brandenburg Sentinel-2, 10 m group as HS, 20 m group as LiDAR, 60 m group as SAR (any names work);
 125 labelled pixels per class (8 classes = 1,000 pixels) from the left half of the scene, test pixels from
 the right half. LVPC uses 15 % of its 1,000 pixels for validation (early stopping); RF trains on all 1,000.
+The rows of issue 15 (bench/scenes.py): `--dataset hyperspectral --modalities 2 --per-class 500` (218 bands made
+from measured spectra + a DSM, 4,000 pixels) and `--dataset brandenburg4 --modalities 4 --per-class 73` (four
+Sentinel-2 sensors, 14 absence cases, 584 pixels).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import time
 
 import numpy as np
 
-from bench.common import engine_at, fit, load_split, machine, run_engine, save, scene_throughput, table
+from bench.common import DATASETS, engine_at, fit, load_split, machine, run_engine, save, scene_throughput, table
 from bench.random_forest import forest_rows
 
 # a fixed schedule (no early stop, no refit) of the default network, timed in a fresh process on one engine
@@ -48,7 +51,7 @@ print(json.dumps({"cpu": cpu, "oa": oa}))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", default="brandenburg")
+    parser.add_argument("--dataset", default="brandenburg", choices=list(DATASETS))
     parser.add_argument("--per-class", type=int, default=125)
     parser.add_argument("--modalities", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--threads", type=int, default=1,
@@ -69,8 +72,9 @@ def main() -> None:
     from lvpcnet_core.workflows import evaluate_arrays
 
     rows = []
-    for n_mod in args.modalities:
-        data = load_split(args.dataset, n_mod, train_cap=args.per_class)
+    # every split first: a --modalities the dataset does not have fails before any training
+    splits = {n_mod: load_split(args.dataset, n_mod, train_cap=args.per_class) for n_mod in args.modalities}
+    for data in splits.values():
         crop = {m: np.ascontiguousarray(a[:, :256, :256]) for m, a in data["arrays"].items()}
         started, cpu = time.perf_counter(), time.process_time()
         model, report = fit(data["arrays"], data["train"], data["values"], data["names"], TrainSettings(threads=args.threads))
@@ -90,10 +94,16 @@ def main() -> None:
             rows.append({"modalities": "+".join(data["arrays"]), **row, "train px": n_train,
                          "load": round(os.getloadavg()[0], 1)})
             print(rows[-1], flush=True)
-        save("training_time", {"machine": machine(), "dataset": args.dataset, "rows": rows})
+        save(results_name("training_time", args.dataset),
+             {"machine": machine(), "dataset": args.dataset, "rows": rows})
     table(rows, ["modalities", "method", "train px", "OA", "kappa", "train s", "train cpu s", "stage 1 epochs", "stage 2 cases",
                  "stage 2 epochs", "pixels/s", "load"],
           f"Default schedule on {args.dataset} ({args.per_class} px/class, left half) vs RandomForest, right-half test")
+
+
+def results_name(name: str, dataset: str) -> str:
+    """`name` for the default dataset, `name_<dataset>` for the others: each dataset's run keeps its results."""
+    return name if dataset == "brandenburg" else f"{name}_{dataset}"
 
 
 def side_by_side(args: argparse.Namespace) -> None:
@@ -118,7 +128,8 @@ def side_by_side(args: argparse.Namespace) -> None:
             print(rows[-1], flush=True)
     table(rows, list(rows[0]), f"Side by side: training on {args.dataset} ({args.per_class} px/class), engine of "
           f"{args.against} (before) vs this checkout (now), fixed schedule, 1 thread, best of {args.repeats}")
-    save("training_side_by_side", {"machine": machine(), "against": args.against, "rows": rows})
+    save(results_name("training_side_by_side", args.dataset),
+         {"machine": machine(), "against": args.against, "rows": rows})
 
 
 if __name__ == "__main__":
