@@ -113,6 +113,12 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-samples-per-class", type=_number("max_samples_per_class"),
                    default=defaults.max_samples_per_class,
                    help="random subset of labelled pixels per class (default %(default)s)")
+    g.add_argument("--samples-per-epoch", type=_number("samples_per_epoch"), default=defaults.samples_per_epoch,
+                   help="labelled pixels drawn afresh for each epoch, so that many ROI pixels do not make training "
+                        "take hours (default %(default)s)")
+    g.add_argument("--depth", type=_number("depth"), default=defaults.depth,
+                   help="transformer blocks of every encoder: 2 trains 1.4x and classifies 2x faster, at about 0.2-1.8 "
+                        "OA points with every sensor (docs/benchmarks/README.md) (default %(default)s)")
     g.add_argument("--seed", type=_number("seed"), default=defaults.seed,
                    help="random seed; same seed on CPU = same model (default %(default)s)")
     g.add_argument("--threads", type=_number("threads"), help="CPU threads for torch (default: torch's, the physical cores)")

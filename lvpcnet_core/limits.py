@@ -44,6 +44,7 @@ LIMITS: dict[str, Limit] = {
     "validation_fraction": Limit(0.0, 0.5, integer=False, meaning=" (0 = no validation; at most half of a class)"),
     "max_samples_per_class": Limit(1, 10_000_000),
     "samples_per_epoch": Limit(1, 10_000_000, meaning=" pixels"),
+    "depth": Limit(1, 12, meaning=" transformer blocks"),
     "seed": Limit(0, 2**31 - 1),
     "threads": Limit(1, 1024),
     "block_size": Limit(1, 4096, meaning=" pixels a side"),
