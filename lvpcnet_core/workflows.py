@@ -187,6 +187,9 @@ def fit_arrays(layers, label_image: np.ndarray, values: list[int], names: list[s
                       prompt_length=settings.prompt_length, extra=settings.ablation())
     progress.info(f"training on {device.type}: {len(train_set)} training and {len(val_set)} validation pixels, "
                   f"{len(values)} classes, modalities {', '.join(order)}")
+    if settings.samples_per_epoch and len(samples) > settings.samples_per_epoch:
+        progress.info(f"each epoch draws {settings.samples_per_epoch} of the labelled pixels afresh, so that more "
+                      "pixels do not make an epoch longer (--samples-per-epoch on the command line)")
     started = time.perf_counter()
     refit = settings.refit and len(val_set) > 0
     model = _new_model(cfg, stats, texts, settings.seed, device)

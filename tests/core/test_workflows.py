@@ -308,9 +308,12 @@ def test_refit_trains_the_delivered_model_on_every_labelled_pixel(tmp_path):
     for refit in (True, False):
         paths[refit] = str(tmp_path / f"refit_{refit}.lvpc")
         progress = SilentProgress()
+        # the refit run also bounds its epochs to 16 pixels, which the log must say (the other run is unbounded)
         report = workflows.train(scene.paths, paths[refit], workflows.LabelSource(raster=scene.labels),
-                                 text_encoder="minilm", settings=replace(settings, refit=refit), progress=progress)
+                                 text_encoder="minilm", progress=progress,
+                                 settings=replace(settings, refit=refit, samples_per_epoch=16 if refit else None))
         assert report["refit"] is refit
         assert any(m.startswith("refit: training again on all") for m in progress.messages) is refit
+        assert any(m.startswith("each epoch draws 16 of the labelled pixels") for m in progress.messages) is refit
     refitted, validated = (load_model(paths[k])[0].state_dict() for k in (True, False))
     assert any(not torch.equal(refitted[k], validated[k]) for k in validated)
