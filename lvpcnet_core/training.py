@@ -54,7 +54,7 @@ class TrainSettings:
     max_samples_per_class: int | None = 2000
     # an epoch trains on at most this many labelled pixels, a fresh random draw each epoch: beyond it, training time
     # stops growing with the number of labelled pixels (None: every pixel every epoch); 1,024 cost 1-2 OA points on
-    # 2,400 pixels (docs/benchmarks/README.md), so the bound leaves sets of that size whole
+    # 2,400 pixels (docs/benchmarks/README.md), so the bound is twice that
     samples_per_epoch: int | None = 2048
     augment: bool = True
     # after validating, train again on every labelled pixel for the whole schedule: on a few hundred pixels in a few
