@@ -5,7 +5,8 @@ one inside QGIS.app), not a developer's virtual environment. So at load time the
 order: the folders in the environment variable LVPC_PYTHONPATH, then `<plugin dir>/.venv/lib/python3.X/site-packages`
 when it exists and X is this Python's minor version, then the per-user folder that `lvpc:installdependencies` fills
 (`user_packages_folder`), then the plugin folder itself (for `lvpcnet_core`).
-Nothing here imports torch: a missing package must not hide the provider, only make an algorithm say what to install.
+Nothing here imports torch at load time (a missing package must not hide the provider, only make an algorithm say
+what to install); `import_torch` does, when an algorithm runs.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from typing import NamedTuple
 
 PLUGIN_DIR = Path(__file__).resolve().parent
 ENV_VAR = "LVPC_PYTHONPATH"
@@ -94,6 +96,43 @@ def add_to_sys_path(plugin_dir: Path = PLUGIN_DIR, path: list[str] | None = None
         path.append(str(plugin_dir))
         added.append(str(plugin_dir))
     return added
+
+
+def import_torch() -> TorchImport:
+    """Import torch once per process, so that its matrix products run in its own BLAS where the platform allows.
+
+    QGIS links GDAL's armadillo, so the system OpenBLAS is loaded before torch, and on Linux the dynamic linker then
+    binds libtorch's calls of `sgemm_` to OpenBLAS's instead of the MKL one inside libtorch_cpu (gdb on
+    `qgis_process`, docs/performance.md): the demo's training took 1.4x the time of the command line on one
+    thread, and with two threads 2.3x, against OpenBLAS's spinning workers. RTLD_DEEPBIND makes torch's libraries
+    look up their own symbols first. Where torch was imported before (by another plugin, or a Python console) the
+    binding is whatever it got then; Windows and macOS bind each library's symbols to its own dependencies anyway.
+    """
+    global _TORCH
+    if _TORCH is None:
+        deep = getattr(os, "RTLD_DEEPBIND", None) if hasattr(sys, "setdlopenflags") else None
+        if "torch" in sys.modules or deep is None:
+            import torch
+
+            own = sys.platform.startswith(("win", "darwin"))
+        else:
+            flags = sys.getdlopenflags()
+            sys.setdlopenflags(flags | deep)
+            try:
+                import torch
+            finally:
+                sys.setdlopenflags(flags)
+            own = True
+        _TORCH = TorchImport(own, torch.get_num_threads())
+    return _TORCH
+
+
+class TorchImport(NamedTuple):
+    own_blas: bool          # False: torch's matrix products may run in a BLAS loaded before it (the system OpenBLAS)
+    default_threads: int    # torch's own choice at import (physical cores, or OMP_NUM_THREADS)
+
+
+_TORCH: TorchImport | None = None
 
 
 def missing_modules(modules: Iterable[str]) -> list[str]:

@@ -11,7 +11,7 @@ import contextlib
 import ctypes
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from qgis.core import (
     QgsProcessing,
@@ -29,7 +29,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QUrl
 
-from ..deps import PIP_NAMES, install_hint, missing_modules
+from ..deps import PIP_NAMES, import_torch, install_hint, missing_modules
 
 # Modality key of the engine -> (parameter name, label in the dialog); the order is the model's modality order.
 MODALITIES = {"hs": ("HS", "Hyperspectral image (HS)"), "lidar": ("LIDAR", "LiDAR raster (LIDAR)"),
@@ -209,6 +209,7 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
         if (self.parameterDefinition(self.MODEL) is None or missing_modules(self.REQUIRES)
                 or not self.parameterAsFile(parameters, self.MODEL, context)):
             return None
+        import_torch()
         from lvpcnet_core.compatibility import ModelLayers
         from lvpcnet_core.errors import LvpcError
         from lvpcnet_core.model_file import read_metadata
@@ -254,31 +255,39 @@ class LvpcAlgorithm(QgsProcessingAlgorithm):
 
 @contextlib.contextmanager
 def torch_threads(feedback: QgsProcessingFeedback) -> Iterator[None]:
-    """One torch thread inside QGIS unless LVPC_THREADS says otherwise, and OpenBLAS held to the same count.
+    """torch on all its threads (LVPC_THREADS=N for fewer) where its matrix products run in its own BLAS.
 
-    QGIS links GDAL's armadillo, so the system OpenBLAS is loaded before torch and its `sgemm_` takes the place
-    of the one torch exports: inside `qgis_process` torch's matrix products run in OpenBLAS, whose worker threads
-    spin in `sched_yield` between calls (a third of the demo's CPU time in the kernel, and a second core taken;
-    gdb on qgis_process, docs/performance.md). Its thread count is set for the run and restored afterwards, since
-    other plugins share it.
+    Where they run in the system OpenBLAS that QGIS loaded (torch imported before the plugin could bind it to its
+    own, `deps.import_torch`), one thread, with OpenBLAS held to one for the run: its worker threads spin in
+    `sched_yield` between calls, a third of the demo's CPU time in the kernel and a second core taken
+    (docs/performance.md). Its count is restored afterwards, since other plugins share it.
     """
+    loaded = import_torch()
     import torch
 
-    threads = max(1, int(os.environ.get("LVPC_THREADS", "1")))
+    openblas = None if loaded.own_blas else _openblas()
+    threads = max(1, int(os.environ.get("LVPC_THREADS") or (1 if openblas else loaded.default_threads)))
     torch.set_num_threads(threads)
-    openblas = _process_symbols()
-    get = getattr(openblas, "openblas_get_num_threads", None)
-    put = getattr(openblas, "openblas_set_num_threads", None)
-    before = get() if get and put else None
-    if before is not None:
-        put(threads)
-    feedback.pushInfo(f"CPU threads for torch: {threads}" + (
-        f" (OpenBLAS, loaded by QGIS, held to {threads} for this run)" if before is not None else ""))
+    before = openblas[0]() if openblas else None
+    if openblas:
+        openblas[1](threads)
+        feedback.pushInfo(f"CPU threads for torch: {threads} (its matrix products run in the system OpenBLAS, which "
+                          f"was loaded before torch; held to {threads} thread(s) for this run)")
+    else:
+        feedback.pushInfo(f"CPU threads for torch: {threads} (LVPC_THREADS=N sets another count)")
     try:
         yield
     finally:
-        if before is not None:
-            put(before)
+        if openblas:
+            openblas[1](before)
+
+
+def _openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """OpenBLAS's get/set thread-count functions when it is loaded into this process, else None."""
+    symbols = _process_symbols()
+    get = getattr(symbols, "openblas_get_num_threads", None)
+    put = getattr(symbols, "openblas_set_num_threads", None)
+    return (get, put) if get and put else None
 
 
 def _process_symbols() -> ctypes.CDLL | None:
