@@ -149,15 +149,17 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def inference_bf16(device: torch.device) -> bool:
-    """Whether classification on `device` runs under CPU bf16 autocast: LVPC_BF16, else the CPU's own bf16 support."""
+def inference_bf16(device: torch.device, faster: Callable[[], bool]) -> bool:
+    """Whether classification on `device` runs under CPU bf16 autocast: LVPC_BF16, else (auto) where the CPU has
+    native bf16 AND `faster()` (a timing of the model itself) finds it faster: the flag alone does not tell
+    (1.5x on a Zen 4 EPYC with avx512_bf16, 0.8x on a Xeon with avx512_bf16 and no AMX; docs/performance.md)."""
     if device.type != "cpu":
         return False
     choice = os.environ.get(BF16_VARIABLE, "auto").strip().lower()
     if choice not in ("auto", "0", "1"):
         raise LvpcError(f"Environment variable {BF16_VARIABLE}={choice!r}: use 0 (fp32), 1 (bf16) or auto "
-                        "(bf16 where the CPU has avx512_bf16 or amx_bf16, the default).")
-    return choice == "1" or (choice == "auto" and cpu_has_bf16())
+                        "(bf16 where the CPU has avx512_bf16 or amx_bf16 and it classifies faster, the default).")
+    return choice == "1" or (choice == "auto" and cpu_has_bf16() and faster())
 
 
 def inference_autocast(device: torch.device, bf16: bool):

@@ -86,6 +86,33 @@ def test_bf16_classification_is_switchable_logged_and_close_to_fp32(monkeypatch)
         ScenePredictor(model, [1, 2, 3])
 
 
+def test_bf16_auto_is_taken_only_where_it_measures_faster(monkeypatch):
+    """auto: no timing where the CPU lacks native bf16; where it has it, the model is timed in both precisions once
+    (per shape and thread count) and bf16 is taken only at >= 1.1x fp32's speed; the run logs the measured figure."""
+    from lvpcnet_core import predict
+
+    model = tiny_model()
+    monkeypatch.setenv("LVPC_BF16", "auto")
+    monkeypatch.setattr(predict, "_BF16_SPEEDUP", {})
+    monkeypatch.setattr(predict, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("lvpcnet_core.training.cpu_has_bf16", lambda: False)
+    predictor = ScenePredictor(model, [1, 2, 3])
+    assert not predictor.bf16 and predictor.bf16_speedup is None and not predict._BF16_SPEEDUP
+
+    monkeypatch.setattr(predict, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("lvpcnet_core.training.cpu_has_bf16", lambda: True)
+    predictor = ScenePredictor(model, [1, 2, 3])
+    speedup = predictor.bf16_speedup
+    assert speedup is not None and speedup > 0 and predictor.bf16 == (speedup >= predict.BF16_MIN_SPEEDUP)
+    assert list(predict._BF16_SPEEDUP.values()) == [speedup]
+    again = ScenePredictor(model, [1, 2, 3])   # remembered, not timed again
+    assert again.bf16_speedup == speedup and len(predict._BF16_SPEEDUP) == 1
+    progress = SilentProgress()
+    arrays = {m: np.zeros((model.cfg.bands[m], 8, 8), np.float32) for m in model.cfg.modalities}
+    classify_scene(again, ArrayStack(arrays), 8, 8, lambda _: None, progress)
+    assert any(f"bf16 measured {speedup:.2f}x fp32's speed" in m for m in progress.messages), progress.messages
+
+
 def test_blocks_cover_the_grid_once():
     seen = np.zeros((70, 45), int)
     for x, y, w, h in blocks(45, 70, 16):
