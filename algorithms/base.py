@@ -268,9 +268,10 @@ def torch_threads(feedback: QgsProcessingFeedback) -> Iterator[None]:
     openblas = None if loaded.own_blas else _openblas()
     threads = max(1, int(os.environ.get("LVPC_THREADS") or (1 if openblas else loaded.default_threads)))
     torch.set_num_threads(threads)
-    before = openblas[0]() if openblas else None
     if openblas:
-        openblas[1](threads)
+        get, put = openblas
+        before = get()
+        put(threads)
         feedback.pushInfo(f"CPU threads for torch: {threads} (its matrix products run in the system OpenBLAS, which "
                           f"was loaded before torch; held to {threads} thread(s) for this run)")
     else:
@@ -279,7 +280,7 @@ def torch_threads(feedback: QgsProcessingFeedback) -> Iterator[None]:
         yield
     finally:
         if openblas:
-            openblas[1](before)
+            put(before)
 
 
 def _openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:

@@ -1,7 +1,7 @@
 """bf16 autocast against fp32 for classification on this CPU: block prediction (`ScenePredictor.predict_block`)
 of default networks with random weights (speed does not depend on the weights), alternating the two precisions,
 best of 3, and the share of pixels with the same class. The evidence for `predict.ScenePredictor._bf16_faster`,
-which makes the same comparison on the user's model before classifying (LVPC_BF16=auto).
+which makes the same comparison (`ScenePredictor.time_precisions`) on the user's model before classifying (LVPC_BF16=auto).
 
     python -m bench.bf16_speed --threads 1
 """
@@ -41,13 +41,8 @@ def main() -> None:
         side = args.size + 2 * predictor.radius
         rng = np.random.default_rng(0)
         raw = {m: rng.normal(size=(b, side, side)).astype(np.float32) for m, b in bands.items()}
-        best, maps = {False: np.inf, True: np.inf}, {}
-        for _ in range(3):
-            for flag in (False, True):
-                predictor.bf16 = flag
-                started = clock()
-                maps[flag] = predictor.predict_block(raw)[0]
-                best[flag] = min(best[flag], clock() - started)
+        best, probabilities = predictor.time_precisions(raw, rounds=3, warmup=False, clock=clock)
+        maps = {flag: predictor.decide(p)[0] for flag, p in probabilities.items()}
         rows.append({"network": " + ".join(f"{m} {b}" for m, b in bands.items()), "threads": args.threads,
                      "fp32 px/s": args.size**2 / best[False], "bf16 px/s": args.size**2 / best[True],
                      "bf16 / fp32": best[False] / best[True],

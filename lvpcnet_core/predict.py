@@ -100,18 +100,26 @@ class ScenePredictor:
             side = 32 + 2 * self.radius
             rng = np.random.default_rng(0)
             raw = {m: rng.normal(size=(cfg.bands[m], side, side)).astype(np.float32) for m in cfg.modalities}
-            best = {False: math.inf, True: math.inf}
-            for round_ in range(3):
-                for flag in (False, True):
-                    self.bf16 = flag
-                    started = time.perf_counter()
-                    self.predict_probabilities(raw)
-                    if round_:
-                        best[flag] = min(best[flag], time.perf_counter() - started)
-            self.bf16 = False
+            best, _ = self.time_precisions(raw, rounds=3, warmup=True)
             _BF16_SPEEDUP[key] = best[False] / best[True]
         self.bf16_speedup = _BF16_SPEEDUP[key]
         return self.bf16_speedup >= BF16_MIN_SPEEDUP
+
+    def time_precisions(self, raw: dict[str, np.ndarray], rounds: int, warmup: bool,
+                        clock: Callable[[], float] = time.perf_counter
+                        ) -> tuple[dict[bool, float], dict[bool, np.ndarray]]:
+        """Best time of `predict_probabilities(raw)` in fp32 (False) and bf16 (True), alternating for `rounds`
+        (the first untimed with `warmup`), and the last probabilities of each; the precision is restored after."""
+        chosen, best, out = self.bf16, {False: math.inf, True: math.inf}, {}
+        for round_ in range(rounds):
+            for flag in (False, True):
+                self.bf16 = flag
+                started = clock()
+                out[flag] = self.predict_probabilities(raw)[0]
+                if round_ or not warmup:
+                    best[flag] = min(best[flag], clock() - started)
+        self.bf16 = chosen
+        return best, out
 
     def predict_block(self, raw: dict[str, np.ndarray], valid_mask: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, ...], int]]:

@@ -85,7 +85,13 @@ def test_torch_multiplies_in_its_own_blas(qgis_process, tmp_path: Path) -> None:
                         env={"LD_DEBUG": "bindings", "LD_DEBUG_OUTPUT": str(trace)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "system OpenBLAS" not in done.stdout and "CPU threads for torch: " in done.stdout
-    lines = [line for f in trace.parent.iterdir() for line in f.read_text(errors="replace").splitlines()]
-    assert any("libopenblas" in line for line in lines)  # loaded: the binding below is a choice, not a default
-    sgemm = [line for line in lines if "libtorch_cpu.so" in line.split(" to ")[0] and line.endswith("`sgemm_'")]
+    openblas, sgemm = False, []   # read line by line: the trace is about 100 MB
+    for path in trace.parent.iterdir():
+        with path.open(errors="replace") as lines:
+            for line in lines:
+                line = line.rstrip("\n")
+                openblas = openblas or "libopenblas" in line
+                if "libtorch_cpu.so" in line.split(" to ")[0] and line.endswith("`sgemm_'"):
+                    sgemm.append(line)
+    assert openblas  # loaded: the binding below is a choice, not a default
     assert sgemm and all("libtorch_cpu.so" in line.split(" to ")[1] for line in sgemm), sgemm[:3]
