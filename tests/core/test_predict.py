@@ -15,8 +15,9 @@ def _pad(a, r):
     return np.pad(a, ((0, 0), (r, r), (r, r)), constant_values=np.nan)
 
 
+@pytest.mark.parametrize("chunk", [{}, {"chunk": 5}], ids=["default-chunk", "chunks-of-5"])   # many passes, the last partial
 @pytest.mark.parametrize("extra", [{}, {"decoupling": False}, {"language": False}], ids=["lvpc", "vf", "v1"])
-def test_block_prediction_equals_window_prediction_with_per_pixel_absence(extra):
+def test_block_prediction_equals_window_prediction_with_per_pixel_absence(extra, chunk):
     model = tiny_model(extra=extra)
     model.add_case(("hs",))
     model.add_case(("lidar",))
@@ -28,7 +29,8 @@ def test_block_prediction_equals_window_prediction_with_per_pixel_absence(extra)
     lidar[0, 5, 7] = np.nan       # lidar missing at another -> hs-only case
     hs[:, 0, 0] = np.nan
     lidar[0, 0, 0] = np.nan       # nothing there -> nodata
-    classes, confidence, counts = ScenePredictor(model, [10, 20, 30]).predict_block({"hs": _pad(hs, r), "lidar": _pad(lidar, r)})
+    classes, confidence, counts = ScenePredictor(model, [10, 20, 30], **chunk).predict_block(
+        {"hs": _pad(hs, r), "lidar": _pad(lidar, r)})
     assert counts == {("hs", "lidar"): h * w - 3, ("hs",): 1, ("lidar",): 1}
     rows, cols = (a.ravel() for a in np.indices((h, w)))
     zeros, ones = np.zeros(5, np.float32), np.ones(5, np.float32)
