@@ -31,6 +31,10 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 pytestmark = pytest.mark.slow
 
 
+# what libstdc++ prints when a rank is aborted at exit, now and then, after a distributed run that went well
+EXIT_ABORT = "terminate called without an active exception"
+
+
 def run(args: list[str], **kw) -> subprocess.CompletedProcess:
     """The command's result; a torchrun run whose only fault is the known abort of a rank at exit (docs/scaling.md,
     "Known problem") counts as exit 0 with a warning: every test then compares all its outputs anyway."""
@@ -44,10 +48,6 @@ def run(args: list[str], **kw) -> subprocess.CompletedProcess:
 
 def cli(*args: str) -> list[str]:
     return [*TORCHRUN, "-m", "lvpcnet_core", *args]
-
-
-# what libstdc++ prints when a rank is aborted at exit, now and then, after a distributed run that went well
-EXIT_ABORT = "terminate called without an active exception"
 
 
 def leftovers(folder: Path, keep: set[str]) -> list[str]:
